@@ -1,0 +1,2 @@
+//! SQLite example (placeholder).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Deterministic allocation (see ALLOCATION.md).

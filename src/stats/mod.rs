@@ -1,0 +1,1 @@
+//! The analysis plane (see STATS.md).

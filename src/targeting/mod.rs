@@ -1,0 +1,1 @@
+//! Targeting conditions.

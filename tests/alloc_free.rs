@@ -1,0 +1,2 @@
+//! Allocation-free decision path (placeholder).
+fn main() {}
