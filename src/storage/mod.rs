@@ -1,0 +1,230 @@
+//! Persistence supplied by the host: the [`Storage`] trait, the in-memory default and the
+//! conformance suite every implementation should pass.
+//!
+//! The trait has two halves.
+//!
+//! * **Configuration** (experiments, flags, audiences, saved groups, layers, settings) is a set of
+//!   versioned JSON documents, one table in a SQL database. Every write names the version it was
+//!   based on, so two service instances never silently overwrite each other: a stale write is a
+//!   [`StorageError::VersionConflict`].
+//! * **Events** (exposures, conversions, metric values, covariates) are applied as batches of
+//!   [`UnitEvent`]s, atomically: a batch is applied wholly or not at all. The arithmetic — what
+//!   an event does to a unit's [`UnitState`] and to the per-variant [`VariantTotals`] — is shared
+//!   code ([`UnitState::apply`]); an implementation supplies atomicity and de-duplication, not
+//!   maths.
+//!
+//! Implementations: [`MemoryStorage`] (the embedded default) and, with the `sqlite` feature,
+//! `SqliteStorage`. Run [`conformance::run`] in your own implementation's tests.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub mod conformance;
+mod memory;
+mod state;
+
+pub use memory::MemoryStorage;
+pub use state::{
+    Aggregation, EventOutcome, ExperimentTotals, MetricSlot, MetricTotals, Rejection, TotalsDelta,
+    UnitEvent, UnitEventKind, UnitState, UnitValue, VariantTotals,
+};
+
+/// The kinds of configuration documents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RecordKind {
+    /// An experiment.
+    Experiment,
+    /// A feature flag.
+    Flag,
+    /// A named, reusable targeting condition.
+    Audience,
+    /// A named list of values for `$inGroup`.
+    SavedGroup,
+    /// A layer (namespace) of mutually exclusive experiments.
+    Layer,
+    /// Lab-wide settings (the global holdout).
+    Settings,
+}
+
+impl RecordKind {
+    /// Every kind.
+    pub const ALL: [RecordKind; 6] = [
+        RecordKind::Experiment,
+        RecordKind::Flag,
+        RecordKind::Audience,
+        RecordKind::SavedGroup,
+        RecordKind::Layer,
+        RecordKind::Settings,
+    ];
+
+    /// The kind's name (`experiment`, `saved_group`, …), stable: databases store it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Experiment => "experiment",
+            RecordKind::Flag => "flag",
+            RecordKind::Audience => "audience",
+            RecordKind::SavedGroup => "saved_group",
+            RecordKind::Layer => "layer",
+            RecordKind::Settings => "settings",
+        }
+    }
+
+    /// The kind named `s`.
+    pub fn parse(s: &str) -> Option<RecordKind> {
+        RecordKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored configuration document.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// What it is.
+    pub kind: RecordKind,
+    /// Its id, unique within the kind.
+    pub id: String,
+    /// Its version: 1 when inserted, +1 on every write.
+    pub version: u64,
+    /// A second key unique within the kind, if any (a flag's project/environment/key).
+    pub unique_key: Option<String>,
+    /// The document.
+    pub body: Value,
+}
+
+/// A configuration write.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordWrite<'a> {
+    /// What it is.
+    pub kind: RecordKind,
+    /// Its id.
+    pub id: &'a str,
+    /// A second key that must be unique within the kind.
+    pub unique_key: Option<&'a str>,
+    /// The document.
+    pub body: &'a Value,
+}
+
+/// A storage failure. Nothing was changed by the call that returned it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The record changed since it was read: re-read and retry.
+    #[error("{kind} {id:?} was changed concurrently: expected version {expected}, found {found}")]
+    VersionConflict {
+        /// The record's kind.
+        kind: RecordKind,
+        /// Its id.
+        id: String,
+        /// The version the write was based on.
+        expected: u64,
+        /// The version stored.
+        found: u64,
+    },
+    /// An insert of an id that exists.
+    #[error("{kind} {id:?} already exists")]
+    AlreadyExists {
+        /// The record's kind.
+        kind: RecordKind,
+        /// Its id.
+        id: String,
+    },
+    /// An insert or update whose unique key another record has.
+    #[error("{kind} with key {key:?} already exists")]
+    UniqueViolation {
+        /// The record's kind.
+        kind: RecordKind,
+        /// The duplicated key.
+        key: String,
+    },
+    /// An update or delete of a record that does not exist.
+    #[error("{kind} {id:?} not found in storage")]
+    NotFound {
+        /// The record's kind.
+        kind: RecordKind,
+        /// Its id.
+        id: String,
+    },
+    /// The database refuses writes (opened read-only).
+    #[error("storage is read-only: {0}")]
+    ReadOnly(String),
+    /// The database is full.
+    #[error("storage is full: {0}")]
+    Full(String),
+    /// The stored data is not what abkit wrote (a corrupt or foreign file, an unreadable document).
+    #[error("storage is corrupt or foreign: {0}")]
+    Corrupt(String),
+    /// The database was written by a newer abkit, or its schema cannot be migrated.
+    #[error("incompatible storage schema: {0}")]
+    Schema(String),
+    /// Any other failure of the backend (I/O, lock timeout, connection loss).
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+/// The host's database. Every method is a `Result`; none may panic.
+///
+/// Requirements (checked by [`conformance::run`]):
+/// * `put_record` with `expected = None` inserts, failing with `AlreadyExists` when the id exists
+///   and `UniqueViolation` when another record of the kind has the same `unique_key`; with
+///   `expected = Some(v)` it replaces the record only if its stored version is `v`
+///   (`VersionConflict` otherwise, `NotFound` if absent). It returns the new version.
+/// * `apply_events` applies a batch atomically (all or nothing) and in order, each event through
+///   [`UnitState::apply`] on the state of its (experiment, unit), de-duplicating event ids per
+///   (experiment, unit); it returns one outcome per event.
+/// * Concurrent calls never lose an update.
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// The record `id` of `kind`.
+    fn get_record(&self, kind: RecordKind, id: &str) -> Result<Option<Record>, StorageError>;
+
+    /// Every record of `kind`, sorted by id.
+    fn list_records(&self, kind: RecordKind) -> Result<Vec<Record>, StorageError>;
+
+    /// Inserts (`expected = None`) or replaces (`expected = Some(version)`) a record; returns its
+    /// new version.
+    fn put_record(
+        &self,
+        write: RecordWrite<'_>,
+        expected: Option<u64>,
+    ) -> Result<u64, StorageError>;
+
+    /// Deletes a record if its stored version is `expected`.
+    fn delete_record(&self, kind: RecordKind, id: &str, expected: u64) -> Result<(), StorageError>;
+
+    /// Applies a batch of events atomically; one outcome per event.
+    fn apply_events(&self, events: &[UnitEvent<'_>]) -> Result<Vec<EventOutcome>, StorageError>;
+
+    /// Applies one event. The default calls [`apply_events`](Self::apply_events).
+    fn apply_event(&self, event: &UnitEvent<'_>) -> Result<EventOutcome, StorageError> {
+        let mut out = self.apply_events(std::slice::from_ref(event))?;
+        out.pop()
+            .ok_or_else(|| StorageError::Backend("apply_events returned no outcome".into()))
+    }
+
+    /// The state of `unit` in `experiment`, if it is enrolled.
+    fn unit_state(&self, experiment: &str, unit: &str) -> Result<Option<UnitState>, StorageError>;
+
+    /// The per-variant totals of `experiment` (empty when nothing was recorded).
+    fn totals(&self, experiment: &str) -> Result<ExperimentTotals, StorageError>;
+
+    /// Removes every event, unit state and total of `experiment`.
+    fn purge_events(&self, experiment: &str) -> Result<(), StorageError>;
+
+    /// The sticky assignments of `unit`: (experiment id, variant id) pairs.
+    fn sticky_assignments(&self, unit: &str) -> Result<Vec<(String, String)>, StorageError>;
+
+    /// Stores sticky assignments of `unit`, keeping any that exist (insert-if-absent).
+    fn save_sticky_assignments(
+        &self,
+        unit: &str,
+        assignments: &[(&str, &str)],
+    ) -> Result<(), StorageError>;
+}
