@@ -88,6 +88,16 @@ pub enum Error {
     /// The thing conflicts with one that exists (a duplicate key, an overlapping layer range).
     #[error("{0}")]
     Conflict(String),
+    /// An event that was not counted, with the reason.
+    #[error("event for unit {unit:?} of experiment {experiment:?} rejected: {}", reason.as_str())]
+    Rejected {
+        /// The experiment.
+        experiment: String,
+        /// The unit.
+        unit: String,
+        /// Why.
+        reason: crate::storage::Rejection,
+    },
     /// The host's storage failed; nothing was changed.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),

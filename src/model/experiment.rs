@@ -480,6 +480,10 @@ impl Experiment {
         Ok(Experiment(d))
     }
 
+    pub(crate) fn into_data(self) -> ExperimentData {
+        self.0
+    }
+
     pub(crate) fn data_mut(&mut self) -> &mut ExperimentData {
         &mut self.0
     }

@@ -1,0 +1,301 @@
+//! The decision plane for experiments: a compiled experiment and `assign`.
+//!
+//! `assign` is a pure function of (compiled experiment, context): no I/O, no clock, no random
+//! number, no heap allocation. It *returns* the exposure a decision implies; the event plane
+//! records it.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::allocation::{Allocator, BucketRange, LayerHasher};
+use crate::context::Context;
+use crate::hashing::FastMap;
+use crate::lifecycle::Status;
+use crate::model::experiment::Experiment;
+use crate::model::ids::{ExperimentId, VariantKey};
+use crate::model::variant::Variant;
+use crate::targeting::Condition;
+
+/// A holdout: units whose bucket under `salt` falls in `range` are enrolled in no experiment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Holdout {
+    /// The salt of the holdout's own hash.
+    pub salt: String,
+    /// The held-out buckets.
+    pub range: BucketRange,
+}
+
+/// An experiment compiled for decisions: seeds, cumulative weights, the layer hash, bound
+/// conditions and an index of overrides, all computed once.
+#[derive(Debug)]
+pub struct CompiledExperiment {
+    experiment: Experiment,
+    allocator: Allocator,
+    layer: Option<(LayerHasher, BucketRange)>,
+    holdout: Option<(LayerHasher, BucketRange)>,
+    conditions: Vec<Condition>,
+    overrides: FastMap<Box<str>, u32>,
+    winner: Option<u32>,
+}
+
+/// Why a decision came out as it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reason {
+    /// Allocated by the hash.
+    Split,
+    /// A stored sticky assignment was honoured.
+    Sticky,
+    /// The unit is forced into a variant (an override); left out of results.
+    Forced,
+    /// The experiment was stopped with a winner: everyone in its audience gets it.
+    Rollout,
+    /// The experiment is not running (and has no winner to roll out).
+    NotRunning,
+    /// The context has no unit id (no targeting key, or no value for the hash attribute).
+    NoUnitId,
+    /// The unit does not match the audience or targeting condition.
+    AudienceNotMatched,
+    /// The unit is in the global holdout.
+    InHoldout,
+    /// The unit's layer bucket belongs to another experiment of the layer.
+    ExcludedByLayer,
+    /// The unit is outside the experiment's traffic fraction.
+    NotInTraffic,
+}
+
+impl Reason {
+    /// Whether the unit gets a variant.
+    pub const fn is_assigned(self) -> bool {
+        matches!(
+            self,
+            Reason::Split | Reason::Sticky | Reason::Forced | Reason::Rollout
+        )
+    }
+}
+
+/// The outcome of [`CompiledExperiment::assign`]: the variant (or why none) and the exposure it
+/// implies. Borrows the experiment and the context; allocates nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Assignment<'a> {
+    experiment: &'a Experiment,
+    unit: Option<&'a str>,
+    variant: Option<u32>,
+    reason: Reason,
+    new_sticky: bool,
+}
+
+/// A unit saw a variant: what the event plane records (de-duplicated per experiment and unit).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Exposure<'a> {
+    /// The experiment.
+    pub experiment_id: &'a ExperimentId,
+    /// The unit.
+    pub unit_id: &'a str,
+    /// The variant's id.
+    pub variant: &'a VariantKey,
+    /// The variant's index.
+    pub variant_index: u32,
+    /// A forced unit: recorded but left out of results.
+    pub forced: bool,
+}
+
+impl<'a> Assignment<'a> {
+    /// The variant assigned, if any.
+    pub fn variant(&self) -> Option<&'a Variant> {
+        self.variant
+            .and_then(|i| self.experiment.variants().get(i as usize))
+    }
+
+    /// The assigned variant's index.
+    pub fn variant_index(&self) -> Option<u32> {
+        self.variant
+    }
+
+    /// The assigned variant's id.
+    pub fn variant_key(&self) -> Option<&'a VariantKey> {
+        self.variant().map(|v| &v.id)
+    }
+
+    /// Why.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// The experiment decided on.
+    pub fn experiment(&self) -> &'a Experiment {
+        self.experiment
+    }
+
+    /// The unit id hashed (the targeting key or the hash attribute's value).
+    pub fn unit(&self) -> Option<&'a str> {
+        self.unit
+    }
+
+    /// The exposure to record: present when a variant was served by the running experiment
+    /// (never for a rollout, which is no longer an experiment).
+    pub fn exposure(&self) -> Option<Exposure<'a>> {
+        if self.reason == Reason::Rollout {
+            return None;
+        }
+        let unit = self.unit?;
+        let v = self.variant()?;
+        Some(Exposure {
+            experiment_id: self.experiment.id(),
+            unit_id: unit,
+            variant: &v.id,
+            variant_index: self.variant?,
+            forced: self.reason == Reason::Forced,
+        })
+    }
+
+    /// For a sticky experiment, the assignment the host should store when it is new:
+    /// (experiment id, variant id).
+    pub fn sticky_assignment(&self) -> Option<(&'a str, &'a str)> {
+        if !self.new_sticky {
+            return None;
+        }
+        Some((self.experiment.id().as_str(), self.variant_key()?.as_str()))
+    }
+}
+
+impl CompiledExperiment {
+    /// Compiles an experiment. `conditions` are its audience and targeting conditions, already
+    /// bound to their saved groups; `layer_salt` is its layer's salt when it has a layer.
+    pub(crate) fn new(
+        experiment: Experiment,
+        conditions: Vec<Condition>,
+        layer_salt: Option<&str>,
+        holdout: Option<&Holdout>,
+    ) -> CompiledExperiment {
+        let allocator = Allocator::new(
+            experiment.salt(),
+            experiment.traffic(),
+            &experiment.weights(),
+        );
+        let layer = match (experiment.layer(), layer_salt) {
+            (Some(p), Some(salt)) => Some((LayerHasher::new(salt), p.range)),
+            _ => None,
+        };
+        let mut overrides = FastMap::default();
+        for (unit, key) in experiment.overrides() {
+            if let Some(i) = experiment.variants().iter().position(|v| &v.id == key) {
+                overrides.insert(Box::from(unit.as_str()), i as u32);
+            }
+        }
+        let winner = experiment
+            .winner()
+            .and_then(|w| experiment.variants().iter().position(|v| &v.id == w))
+            .map(|i| i as u32);
+        CompiledExperiment {
+            allocator,
+            layer,
+            holdout: holdout.map(|h| (LayerHasher::new(&h.salt), h.range)),
+            conditions,
+            overrides,
+            winner,
+            experiment,
+        }
+    }
+
+    /// The experiment.
+    pub fn experiment(&self) -> &Experiment {
+        &self.experiment
+    }
+
+    /// Decides which variant `ctx`'s unit sees.
+    ///
+    /// Order: status (a concluded experiment with a winner rolls it out to its audience);
+    /// unit id; overrides; audience and targeting; sticky assignment; global holdout; layer
+    /// range; traffic; variant weights. See the [`crate::allocation`] docs for the hashing.
+    pub fn assign<'a>(&'a self, ctx: &'a Context) -> Assignment<'a> {
+        let e = &self.experiment;
+        let mut out = Assignment {
+            experiment: e,
+            unit: None,
+            variant: None,
+            reason: Reason::NotRunning,
+            new_sticky: false,
+        };
+        match e.status() {
+            Status::Running => {}
+            Status::Stopped | Status::Completed if self.winner.is_some() => {
+                if !self.matches(ctx) {
+                    out.reason = Reason::AudienceNotMatched;
+                    return out;
+                }
+                out.variant = self.winner;
+                out.reason = Reason::Rollout;
+                return out;
+            }
+            _ => return out,
+        }
+        // The unit id: the targeting key, or the hash attribute's value (a non-empty string).
+        let unit: &'a str = match e.hash_attribute() {
+            None => ctx.key().unwrap_or(""),
+            Some(attr) => ctx.attribute(attr).and_then(Value::as_str).unwrap_or(""),
+        };
+        if unit.is_empty() {
+            out.reason = Reason::NoUnitId;
+            return out;
+        }
+        let bytes = unit.as_bytes();
+        out.unit = Some(unit);
+        if let Some(&v) = self.overrides.get(unit) {
+            out.variant = Some(v);
+            out.reason = Reason::Forced;
+            return out;
+        }
+        if !self.matches(ctx) {
+            out.reason = Reason::AudienceNotMatched;
+            return out;
+        }
+        if e.is_sticky() {
+            if let Some(stored) = ctx.sticky_variant(e.id().as_str()) {
+                if let Some(i) = e.variants().iter().position(|v| v.id == stored) {
+                    out.variant = Some(i as u32);
+                    out.reason = Reason::Sticky;
+                    return out;
+                }
+            }
+        }
+        if let Some((h, range)) = &self.holdout {
+            if range.contains(h.bucket(bytes)) {
+                out.reason = Reason::InHoldout;
+                return out;
+            }
+        }
+        if let Some((h, range)) = &self.layer {
+            if !range.contains(h.bucket(bytes)) {
+                out.reason = Reason::ExcludedByLayer;
+                return out;
+            }
+        }
+        match self.allocator.allocate(bytes) {
+            None => out.reason = Reason::NotInTraffic,
+            Some(i) => {
+                out.variant = Some(i as u32);
+                out.reason = Reason::Split;
+                out.new_sticky = e.is_sticky();
+            }
+        }
+        out
+    }
+
+    fn matches(&self, ctx: &Context) -> bool {
+        self.conditions.iter().all(|c| c.matches(ctx.attributes()))
+    }
+}
+
+/// The compiled configuration that decisions read: replaced whole, atomically, on every
+/// configuration change.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    pub(crate) experiments: FastMap<Box<str>, Arc<CompiledExperiment>>,
+    pub(crate) flags: crate::flags::FlagIndex,
+}

@@ -1,0 +1,363 @@
+//! The event plane: recording exposures, conversions, metric values and covariates.
+
+use serde::{Deserialize, Serialize};
+
+use crate::assign::Exposure;
+use crate::context::Context;
+use crate::error::{Error, ValidationError};
+use crate::lab::Lab;
+use crate::lifecycle::{Operation, Status};
+use crate::model::metric::MetricKind;
+use crate::storage::{Aggregation, EventOutcome, MetricSlot, UnitEvent, UnitEventKind};
+use crate::time::Timestamp;
+
+/// An event to track: the flag API's track body (`experiment_id`, `user_id`) deserializes into
+/// it as written; `goal` (the metric) defaults to `conversion`.
+///
+/// A `proportion` metric's event is a conversion (counted once per unit); a `mean` metric's
+/// needs `value` (summed per unit); a `ratio` metric's needs `value` (numerator) and
+/// `denominator`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrackEvent {
+    /// The experiment.
+    #[serde(alias = "experiment_id")]
+    pub experiment_id: String,
+    /// The unit (the flag API's `user_id`).
+    #[serde(alias = "user_id", alias = "userId")]
+    pub unit_id: String,
+    /// The metric (default `conversion`).
+    #[serde(default, alias = "metric")]
+    pub goal: Option<String>,
+    /// The value, for mean and ratio metrics.
+    #[serde(default)]
+    pub value: Option<f64>,
+    /// The denominator, for ratio metrics.
+    #[serde(default)]
+    pub denominator: Option<f64>,
+    /// An id that makes retries idempotent (per experiment and unit).
+    #[serde(default, alias = "event_id")]
+    pub event_id: Option<String>,
+    /// When it happened (default: the lab's clock).
+    #[serde(default)]
+    pub timestamp: Option<Timestamp>,
+    /// The flag API's `flag_id`: when given, it must be the experiment's flag.
+    #[serde(default, alias = "flag_id")]
+    pub flag_id: Option<String>,
+}
+
+impl TrackEvent {
+    /// A conversion on the default goal.
+    pub fn conversion(experiment_id: &str, unit_id: &str) -> TrackEvent {
+        TrackEvent {
+            experiment_id: experiment_id.to_owned(),
+            unit_id: unit_id.to_owned(),
+            ..TrackEvent::default()
+        }
+    }
+
+    /// A value of metric `goal`.
+    pub fn value(experiment_id: &str, unit_id: &str, goal: &str, value: f64) -> TrackEvent {
+        TrackEvent {
+            experiment_id: experiment_id.to_owned(),
+            unit_id: unit_id.to_owned(),
+            goal: Some(goal.to_owned()),
+            value: Some(value),
+            ..TrackEvent::default()
+        }
+    }
+
+    /// Sets the goal.
+    #[must_use]
+    pub fn goal(mut self, goal: &str) -> TrackEvent {
+        self.goal = Some(goal.to_owned());
+        self
+    }
+
+    /// Sets the event id.
+    #[must_use]
+    pub fn event_id(mut self, id: &str) -> TrackEvent {
+        self.event_id = Some(id.to_owned());
+        self
+    }
+
+    /// Sets the timestamp.
+    #[must_use]
+    pub fn at(mut self, at: Timestamp) -> TrackEvent {
+        self.timestamp = Some(at);
+        self
+    }
+}
+
+fn finite(field: &str, v: f64) -> Result<f64, ValidationError> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(ValidationError::field(
+            field,
+            format!("{v} is not a finite number"),
+        ))
+    }
+}
+
+impl Lab {
+    /// Records the exposure a decision returned: enrols the unit (once per experiment and
+    /// unit) and, when that is new, calls the exposure hook.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Lifecycle`] unless the experiment is running; a storage failure.
+    pub fn record_exposure(&self, exposure: &Exposure<'_>) -> Result<EventOutcome, Error> {
+        self.record_exposure_at(exposure, self.now())
+    }
+
+    fn record_exposure_at(
+        &self,
+        exposure: &Exposure<'_>,
+        at: Timestamp,
+    ) -> Result<EventOutcome, Error> {
+        self.running(exposure.experiment_id.as_str())?;
+        let outcome = self.storage().apply_event(&UnitEvent {
+            experiment: exposure.experiment_id.as_str(),
+            unit: exposure.unit_id,
+            event_id: None,
+            at,
+            kind: UnitEventKind::Exposure {
+                variant: exposure.variant_index,
+                excluded: exposure.forced,
+            },
+        })?;
+        if matches!(outcome, EventOutcome::Enrolled | EventOutcome::Excluded) {
+            if let Some(hook) = self.hook() {
+                hook(exposure, at);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Decides and records in one call: assigns `ctx`'s unit in experiment `id`, records the
+    /// exposure (if any) and stores a new sticky assignment. Returns the variant id served.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`]; a storage failure.
+    pub fn expose(
+        &self,
+        id: &str,
+        ctx: &Context,
+    ) -> Result<Option<crate::model::ids::VariantKey>, Error> {
+        let owned = self.assign(id, ctx)?;
+        let a = owned.get();
+        if let Some((exp, variant)) = a.sticky_assignment() {
+            if let Some(unit) = a.unit() {
+                self.storage()
+                    .save_sticky_assignments(unit, &[(exp, variant)])?;
+            }
+        }
+        if let Some(x) = a.exposure() {
+            self.record_exposure(&x)?;
+        }
+        Ok(a.variant_key().cloned())
+    }
+
+    fn running(
+        &self,
+        id: &str,
+    ) -> Result<std::sync::Arc<crate::assign::CompiledExperiment>, Error> {
+        let c = self
+            .snapshot()
+            .experiments
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("experiment", id))?;
+        let status = c.experiment().status();
+        if status != Status::Running {
+            return Err(Error::Lifecycle {
+                id: id.to_owned(),
+                operation: Operation::Track,
+                status,
+            });
+        }
+        Ok(c)
+    }
+
+    fn resolve_event<'e>(&self, e: &'e TrackEvent, now: Timestamp) -> Result<UnitEvent<'e>, Error> {
+        let c = self.running(&e.experiment_id)?;
+        let exp = c.experiment();
+        if let Some(f) = &e.flag_id {
+            if exp.flag_id().map(|x| x.as_str()) != Some(f.as_str()) {
+                return Err(ValidationError::field(
+                    "flagId",
+                    format!("{f:?} is not the flag of experiment {:?}", e.experiment_id),
+                )
+                .into());
+            }
+        }
+        if e.unit_id.is_empty() {
+            return Err(ValidationError::field("unitId", "\"\" is empty").into());
+        }
+        let goal = e.goal.as_deref().unwrap_or("conversion");
+        let (index, metric) = exp
+            .metrics()
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.name() == goal)
+            .ok_or_else(|| {
+                let known: Vec<&str> = exp.metrics().iter().map(|m| m.name()).collect();
+                ValidationError::field(
+                    "goal",
+                    format!(
+                        "experiment {:?} has no metric {goal:?}; its metrics: {}",
+                        e.experiment_id,
+                        known.join(", ")
+                    ),
+                )
+            })?;
+        let slot = MetricSlot {
+            index: index as u32,
+            aggregation: if metric.kind() == MetricKind::Proportion {
+                Aggregation::Once
+            } else {
+                Aggregation::Sum
+            },
+            cap: metric.cap(),
+            window_millis: metric.conversion_window_millis(),
+        };
+        let (value, denominator) = match metric.kind() {
+            MetricKind::Proportion => (1.0, 0.0),
+            MetricKind::Mean => {
+                let v = e.value.ok_or_else(|| {
+                    ValidationError::field(
+                        "value",
+                        format!("missing: metric {goal:?} is a mean and needs a value"),
+                    )
+                })?;
+                (finite("value", v)?, 0.0)
+            }
+            _ => {
+                let v = e.value.ok_or_else(|| {
+                    ValidationError::field(
+                        "value",
+                        format!("missing: metric {goal:?} is a ratio and needs a value"),
+                    )
+                })?;
+                let d = e.denominator.ok_or_else(|| {
+                    ValidationError::field(
+                        "denominator",
+                        format!("missing: metric {goal:?} is a ratio and needs a denominator"),
+                    )
+                })?;
+                (finite("value", v)?, finite("denominator", d)?)
+            }
+        };
+        Ok(UnitEvent {
+            experiment: &e.experiment_id,
+            unit: &e.unit_id,
+            event_id: e.event_id.as_deref(),
+            at: e.timestamp.unwrap_or(now),
+            kind: UnitEventKind::Metric {
+                slot,
+                value,
+                denominator,
+            },
+        })
+    }
+
+    /// Tracks one event. A conversion counts once per unit and goal; an event with an id seen
+    /// before counts once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Lifecycle`] unless running; [`Error::Validation`] for an unknown goal or a
+    /// missing or non-finite value; [`Error::Rejected`] for a unit that is not enrolled or an
+    /// event outside the metric's window; a storage failure (nothing was counted: retry).
+    pub fn track(&self, event: &TrackEvent) -> Result<EventOutcome, Error> {
+        let ue = self.resolve_event(event, self.now())?;
+        match self.storage().apply_event(&ue)? {
+            EventOutcome::Rejected(reason) => Err(Error::Rejected {
+                experiment: event.experiment_id.clone(),
+                unit: event.unit_id.clone(),
+                reason,
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// Tracks a batch in one atomic storage write; one outcome per event, in order. Invalid
+    /// events get their error and the rest are still applied.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure: nothing in the batch was counted.
+    pub fn track_batch(
+        &self,
+        events: &[TrackEvent],
+    ) -> Result<Vec<Result<EventOutcome, Error>>, Error> {
+        let now = self.now();
+        let resolved: Vec<Result<UnitEvent<'_>, Error>> =
+            events.iter().map(|e| self.resolve_event(e, now)).collect();
+        let valid: Vec<UnitEvent<'_>> = resolved
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        let mut outcomes = self.storage().apply_events(&valid)?.into_iter();
+        Ok(resolved
+            .into_iter()
+            .zip(events)
+            .map(|(r, e)| {
+                r.and_then(|_| match outcomes.next() {
+                    Some(EventOutcome::Rejected(reason)) => Err(Error::Rejected {
+                        experiment: e.experiment_id.clone(),
+                        unit: e.unit_id.clone(),
+                        reason,
+                    }),
+                    Some(o) => Ok(o),
+                    None => Err(Error::Storage(crate::storage::StorageError::Backend(
+                        "missing outcome".into(),
+                    ))),
+                })
+            })
+            .collect())
+    }
+
+    /// Records a unit's pre-period covariate for `metric` (CUPED variance reduction).
+    ///
+    /// # Errors
+    ///
+    /// As [`Lab::track`].
+    pub fn set_covariate(
+        &self,
+        experiment: &str,
+        unit: &str,
+        metric: &str,
+        value: f64,
+    ) -> Result<EventOutcome, Error> {
+        let probe = TrackEvent {
+            experiment_id: experiment.to_owned(),
+            unit_id: unit.to_owned(),
+            goal: Some(metric.to_owned()),
+            value: Some(value),
+            denominator: Some(0.0),
+            ..TrackEvent::default()
+        };
+        let ue = self.resolve_event(&probe, self.now())?;
+        let UnitEventKind::Metric { slot, .. } = ue.kind else {
+            return Err(ValidationError::field("metric", "not a metric event").into());
+        };
+        let cov = UnitEvent {
+            kind: UnitEventKind::Covariate {
+                slot,
+                value: finite("value", value)?,
+            },
+            ..ue
+        };
+        match self.storage().apply_event(&cov)? {
+            EventOutcome::Rejected(reason) => Err(Error::Rejected {
+                experiment: experiment.to_owned(),
+                unit: unit.to_owned(),
+                reason,
+            }),
+            other => Ok(other),
+        }
+    }
+}
