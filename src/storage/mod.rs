@@ -23,9 +23,13 @@ use serde_json::Value;
 
 pub mod conformance;
 mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod state;
 
 pub use memory::MemoryStorage;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStorage;
 pub use state::{
     Aggregation, EventOutcome, ExperimentTotals, MetricSlot, MetricTotals, Rejection, TotalsDelta,
     UnitEvent, UnitEventKind, UnitState, UnitValue, VariantTotals,
