@@ -56,6 +56,7 @@ mod hashing;
 mod lab;
 mod lifecycle;
 mod model;
+mod results;
 pub mod stats;
 pub mod storage;
 pub mod targeting;
@@ -86,6 +87,10 @@ pub use crate::model::metric::{
     MetricCatalogue, MetricDefinition, MetricInput, MetricKind, MetricSpec,
 };
 pub use crate::model::variant::{NewVariant, Variant};
+pub use crate::results::{
+    ComputedResults, ComputedVariant, ExperimentWithCounts, RawMetric, RawResults,
+    RawVariantResults,
+};
 pub use crate::targeting::{Condition, SavedGroups};
 pub use crate::time::{Clock, ManualClock, SystemClock, Timestamp, TimestampError};
 pub use crate::tracking::TrackEvent;
