@@ -530,16 +530,16 @@ impl Lab {
     /// [`Error::Lifecycle`] unless draft or running; a fraction outside [0, 1] or not a whole
     /// number of basis points.
     pub fn ramp(&self, id: &str, traffic: f64) -> Result<Experiment, Error> {
-        let t = if traffic.is_finite() && (0.0..=1.0).contains(&traffic) {
-            Traffic::from_fraction(traffic)
-                .map_err(|e| ValidationError::field("traffic", e.to_string()))?
-        } else {
-            return Err(
-                ValidationError::field("traffic", format!("{traffic} is outside [0, 1]")).into(),
-            );
-        };
         self.transition(id, Operation::Ramp, |e, _| {
-            e.data_mut().traffic = t;
+            if !(traffic.is_finite() && (0.0..=1.0).contains(&traffic)) {
+                return Err(ValidationError::field(
+                    "traffic",
+                    format!("{traffic} is outside [0, 1]"),
+                )
+                .into());
+            }
+            e.data_mut().traffic = Traffic::from_fraction(traffic)
+                .map_err(|err| ValidationError::field("traffic", err.to_string()))?;
             Ok(())
         })
     }

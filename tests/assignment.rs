@@ -16,20 +16,46 @@ fn create(lab: &Lab, extra: serde_json::Value) -> String {
 #[test]
 fn reasons_for_every_path() {
     let lab = Lab::new();
-    let id = create(&lab, json!({"overrides": {"qa": "b"}, "hashAttribute": "deviceId", "traffic": 0.5}));
+    let id = create(
+        &lab,
+        json!({"overrides": {"qa": "b"}, "hashAttribute": "deviceId", "traffic": 0.5}),
+    );
     let ctx = Context::new("u1").with_attribute("deviceId", "d1");
     assert_eq!(lab.assign(&id, &ctx).unwrap().reason(), Reason::NotRunning);
     lab.start(&id).unwrap();
-    assert_eq!(lab.assign(&id, &Context::new("u1")).unwrap().reason(), Reason::NoUnitId, "no deviceId");
+    assert_eq!(
+        lab.assign(&id, &Context::new("u1")).unwrap().reason(),
+        Reason::NoUnitId,
+        "no deviceId"
+    );
     let forced = Context::new("x").with_attribute("deviceId", "qa");
     let a = lab.assign(&id, &forced).unwrap();
-    assert_eq!((a.reason(), a.variant().unwrap().id.as_str()), (Reason::Forced, "b"));
+    assert_eq!(
+        (a.reason(), a.variant().unwrap().id.as_str()),
+        (Reason::Forced, "b")
+    );
     assert!(a.get().exposure().unwrap().forced);
     let reasons: std::collections::BTreeSet<String> = (0..200)
-        .map(|i| format!("{:?}", lab.assign(&id, &Context::new("u").with_attribute("deviceId", format!("d{i}"))).unwrap().reason()))
+        .map(|i| {
+            format!(
+                "{:?}",
+                lab.assign(
+                    &id,
+                    &Context::new("u").with_attribute("deviceId", format!("d{i}"))
+                )
+                .unwrap()
+                .reason()
+            )
+        })
         .collect();
-    assert_eq!(reasons.into_iter().collect::<Vec<_>>(), ["NotInTraffic", "Split"]);
-    assert!(matches!(lab.assign("nope", &ctx), Err(Error::NotFound { .. })));
+    assert_eq!(
+        reasons.into_iter().collect::<Vec<_>>(),
+        ["NotInTraffic", "Split"]
+    );
+    assert!(matches!(
+        lab.assign("nope", &ctx),
+        Err(Error::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -39,7 +65,10 @@ fn hashing_the_attribute_ignores_the_key() {
     lab.start(&id).unwrap();
     for i in 0..50 {
         let d = format!("d{i}");
-        let (c1, c2) = (Context::new("one").with_attribute("deviceId", d.as_str()), Context::new("two").with_attribute("deviceId", d.as_str()));
+        let (c1, c2) = (
+            Context::new("one").with_attribute("deviceId", d.as_str()),
+            Context::new("two").with_attribute("deviceId", d.as_str()),
+        );
         let a = lab.assign(&id, &c1).unwrap();
         let b = lab.assign(&id, &c2).unwrap();
         assert_eq!(a.variant().unwrap().id, b.variant().unwrap().id);
@@ -51,19 +80,35 @@ fn a_stopped_winner_is_rolled_out_without_exposures() {
     let lab = Lab::new();
     let id = create(&lab, json!({"traffic": 0.1}));
     lab.start(&id).unwrap();
-    lab.stop(&id, StopRequest { winner: Some("b".into()), reason: None }).unwrap();
+    lab.stop(
+        &id,
+        StopRequest {
+            winner: Some("b".into()),
+            reason: None,
+        },
+    )
+    .unwrap();
     for i in 0..100 {
         let ctx = Context::new(format!("u{i}"));
         let a = lab.assign(&id, &ctx).unwrap();
-        assert_eq!((a.reason(), a.variant().unwrap().id.as_str()), (Reason::Rollout, "b"));
+        assert_eq!(
+            (a.reason(), a.variant().unwrap().id.as_str()),
+            (Reason::Rollout, "b")
+        );
         assert!(a.get().exposure().is_none());
     }
     lab.complete(&id).unwrap();
-    assert_eq!(lab.assign(&id, &Context::new("z")).unwrap().reason(), Reason::Rollout);
+    assert_eq!(
+        lab.assign(&id, &Context::new("z")).unwrap().reason(),
+        Reason::Rollout
+    );
     let other = create(&lab, json!({}));
     lab.start(&other).unwrap();
     lab.stop(&other, StopRequest::default()).unwrap();
-    assert_eq!(lab.assign(&other, &Context::new("z")).unwrap().reason(), Reason::NotRunning);
+    assert_eq!(
+        lab.assign(&other, &Context::new("z")).unwrap().reason(),
+        Reason::NotRunning
+    );
 }
 
 #[test]
@@ -73,7 +118,15 @@ fn ramping_only_adds_or_removes_units_and_never_moves_one() {
     lab.start(&id).unwrap();
     let units: Vec<String> = (0..3000).map(|i| format!("user-{i}")).collect();
     let decide = |lab: &Lab| -> Vec<Option<String>> {
-        units.iter().map(|u| lab.assign(&id, &Context::new(u.as_str())).unwrap().variant().map(|v| v.id.to_string())).collect()
+        units
+            .iter()
+            .map(|u| {
+                lab.assign(&id, &Context::new(u.as_str()))
+                    .unwrap()
+                    .variant()
+                    .map(|v| v.id.to_string())
+            })
+            .collect()
     };
     let mut before = decide(&lab);
     for t in [0.2, 0.5, 1.0, 0.3] {
@@ -86,8 +139,16 @@ fn ramping_only_adds_or_removes_units_and_never_moves_one() {
         }
         let n_before = before.iter().flatten().count();
         let n_after = after.iter().flatten().count();
-        let kept = before.iter().zip(&after).filter(|(b, a)| b.is_some() && a.is_some()).count();
-        assert_eq!(kept, n_before.min(n_after), "raising only adds, lowering only removes");
+        let kept = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| b.is_some() && a.is_some())
+            .count();
+        assert_eq!(
+            kept,
+            n_before.min(n_after),
+            "raising only adds, lowering only removes"
+        );
         before = after;
     }
 }
@@ -100,59 +161,117 @@ fn sticky_assignments_win_and_new_ones_are_stored() {
     let ctx = Context::new("u1");
     let a = lab.assign(&id, &ctx).unwrap();
     let hashed = a.variant().unwrap().id.to_string();
-    assert_eq!(a.get().sticky_assignment(), Some((id.as_str(), hashed.as_str())));
+    assert_eq!(
+        a.get().sticky_assignment(),
+        Some((id.as_str(), hashed.as_str()))
+    );
     lab.expose(&id, &ctx).unwrap();
-    assert_eq!(lab.storage().sticky_assignments("u1").unwrap(), [(id.clone(), hashed.clone())]);
+    assert_eq!(
+        lab.storage().sticky_assignments("u1").unwrap(),
+        [(id.clone(), hashed.clone())]
+    );
     let other = if hashed == "a" { "b" } else { "a" };
     let stored = Context::new("u1").with_sticky_assignments(vec![(id.clone(), other.to_owned())]);
     let a = lab.assign(&id, &stored).unwrap();
-    assert_eq!((a.reason(), a.variant().unwrap().id.as_str()), (Reason::Sticky, other));
+    assert_eq!(
+        (a.reason(), a.variant().unwrap().id.as_str()),
+        (Reason::Sticky, other)
+    );
     assert_eq!(a.get().sticky_assignment(), None, "nothing new to store");
 }
 
 #[test]
 fn layers_are_exclusive_and_overlaps_refused() {
     let lab = Lab::new();
-    lab.put_layer(&Layer { id: "home".parse().unwrap(), salt: None, holdout: Some(BucketRange::new(9000, 10_000).unwrap()) })
-        .unwrap();
-    let left = create(&lab, json!({"layer": {"id": "home", "range": {"start": 0, "end": 5000}}}));
-    let right = create(&lab, json!({"layer": {"id": "home", "range": {"start": 5000, "end": 9000}}}));
-    let clash = create(&lab, json!({"layer": {"id": "home", "range": {"start": 4000, "end": 6000}}}));
-    let held = create(&lab, json!({"layer": {"id": "home", "range": {"start": 8500, "end": 9500}}}));
-    let nowhere = create(&lab, json!({"layer": {"id": "missing", "range": {"start": 0, "end": 100}}}));
+    lab.put_layer(&Layer {
+        id: "home".parse().unwrap(),
+        salt: None,
+        holdout: Some(BucketRange::new(9000, 10_000).unwrap()),
+    })
+    .unwrap();
+    let left = create(
+        &lab,
+        json!({"layer": {"id": "home", "range": {"start": 0, "end": 5000}}}),
+    );
+    let right = create(
+        &lab,
+        json!({"layer": {"id": "home", "range": {"start": 5000, "end": 9000}}}),
+    );
+    let clash = create(
+        &lab,
+        json!({"layer": {"id": "home", "range": {"start": 4000, "end": 6000}}}),
+    );
+    let held = create(
+        &lab,
+        json!({"layer": {"id": "home", "range": {"start": 8500, "end": 9500}}}),
+    );
+    let nowhere = create(
+        &lab,
+        json!({"layer": {"id": "missing", "range": {"start": 0, "end": 100}}}),
+    );
     lab.start(&left).unwrap();
     lab.start(&right).unwrap();
     assert!(matches!(lab.start(&clash), Err(Error::Conflict(_))));
     assert!(matches!(lab.start(&held), Err(Error::Conflict(_))));
-    assert!(matches!(lab.start(&nowhere), Err(Error::NotFound { kind: "layer", .. })));
+    assert!(matches!(
+        lab.start(&nowhere),
+        Err(Error::NotFound { kind: "layer", .. })
+    ));
     let (mut l, mut r, mut none) = (0, 0, 0);
     for i in 0..4000 {
         let ctx = Context::new(format!("u{i}"));
         let in_l = lab.assign(&left, &ctx).unwrap().variant().is_some();
         let in_r = lab.assign(&right, &ctx).unwrap().variant().is_some();
-        assert!(!(in_l && in_r), "a unit is in at most one experiment of a layer");
+        assert!(
+            !(in_l && in_r),
+            "a unit is in at most one experiment of a layer"
+        );
         match (in_l, in_r) {
             (true, _) => l += 1,
             (_, true) => r += 1,
             _ => {
                 none += 1;
-                assert_eq!(lab.assign(&left, &ctx).unwrap().reason(), Reason::ExcludedByLayer);
+                assert_eq!(
+                    lab.assign(&left, &ctx).unwrap().reason(),
+                    Reason::ExcludedByLayer
+                );
             }
         }
     }
     // 50% / 40% / 10% held out, within sampling error.
-    assert!((1850..2150).contains(&l) && (1450..1750).contains(&r) && (300..500).contains(&none), "{l} {r} {none}");
+    assert!(
+        (1850..2150).contains(&l) && (1450..1750).contains(&r) && (300..500).contains(&none),
+        "{l} {r} {none}"
+    );
 }
 
 #[test]
 fn the_global_holdout_enrols_nobody() {
     let lab = Lab::new();
-    lab.set_holdout(Some(Holdout { salt: "global".into(), range: BucketRange::new(0, 1000).unwrap() })).unwrap();
+    lab.set_holdout(Some(Holdout {
+        salt: "global".into(),
+        range: BucketRange::new(0, 1000).unwrap(),
+    }))
+    .unwrap();
     let id = create(&lab, json!({}));
     lab.start(&id).unwrap();
-    let held = (0..5000).filter(|i| lab.assign(&id, &Context::new(format!("u{i}"))).unwrap().reason() == Reason::InHoldout).count();
+    let held = (0..5000)
+        .filter(|i| {
+            lab.assign(&id, &Context::new(format!("u{i}")))
+                .unwrap()
+                .reason()
+                == Reason::InHoldout
+        })
+        .count();
     assert!((400..600).contains(&held), "{held}");
     lab.set_holdout(None).unwrap();
-    let held = (0..500).filter(|i| lab.assign(&id, &Context::new(format!("u{i}"))).unwrap().reason() == Reason::InHoldout).count();
+    let held = (0..500)
+        .filter(|i| {
+            lab.assign(&id, &Context::new(format!("u{i}")))
+                .unwrap()
+                .reason()
+                == Reason::InHoldout
+        })
+        .count();
     assert_eq!(held, 0);
 }

@@ -1,25 +1,40 @@
 //! Flags: the flag API's walkthrough as written, evaluation order, typed accessors.
 
-use abkit::{Context, Error, ErrorCode, EvaluationReason, Lab, NewExperiment, NewFlag, StopRequest, TrackEvent};
+use abkit::{
+    Context, Error, ErrorCode, EvaluationReason, Lab, NewExperiment, NewFlag, StopRequest,
+    TrackEvent,
+};
 use serde_json::json;
 
 fn read(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/tests/data/bodies/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read_to_string(format!(
+        "{}/tests/data/bodies/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 #[test]
 fn the_flag_api_walkthrough_works_as_written() {
     let lab = Lab::new();
     // Step 1: a string flag, created disabled, never enabled.
-    let flag = lab.create_flag(serde_json::from_str(&read("flag-create.json")).unwrap()).unwrap();
+    let flag = lab
+        .create_flag(serde_json::from_str(&read("flag-create.json")).unwrap())
+        .unwrap();
     assert!(!flag.enabled);
     // Step 2: attach an experiment; draft evaluates to the default value.
     let exp = lab
-        .create_flag_experiment(flag.id.as_str(), serde_json::from_str(&read("flag-experiment-create.json")).unwrap())
+        .create_flag_experiment(
+            flag.id.as_str(),
+            serde_json::from_str(&read("flag-experiment-create.json")).unwrap(),
+        )
         .unwrap();
     let body: serde_json::Value = serde_json::from_str(&read("flag-evaluate.json")).unwrap();
     let ctx: Context = serde_json::from_value(body["context"].clone()).unwrap();
-    let (project, env) = (body["project_id"].as_str().unwrap(), body["environment"].as_str().unwrap());
+    let (project, env) = (
+        body["project_id"].as_str().unwrap(),
+        body["environment"].as_str().unwrap(),
+    );
     let e = lab.evaluate(project, env, "checkout_flow", &ctx);
     assert_eq!(e.value(), "control");
     assert_eq!(e.reason(), EvaluationReason::Disabled);
@@ -29,15 +44,33 @@ fn the_flag_api_walkthrough_works_as_written() {
     let e = lab.evaluate(project, env, "checkout_flow", &ctx);
     assert_eq!(e.reason(), EvaluationReason::Split);
     let served = e.value().as_str().unwrap().to_owned();
-    assert!(served == "old_checkout" || served == "new_checkout", "{served}");
+    assert!(
+        served == "old_checkout" || served == "new_checkout",
+        "{served}"
+    );
     for _ in 0..10 {
-        assert_eq!(lab.evaluate(project, env, "checkout_flow", &ctx).value(), served.as_str());
+        assert_eq!(
+            lab.evaluate(project, env, "checkout_flow", &ctx).value(),
+            served.as_str()
+        );
     }
     let all = serde_json::to_value(lab.evaluate_all(project, env, &ctx)).unwrap();
-    assert_eq!(all, json!({"flags": {"checkout_flow": {"value": served, "rule_id": null}}}));
+    assert_eq!(
+        all,
+        json!({"flags": {"checkout_flow": {"value": served, "rule_id": null}}})
+    );
     // Both variants are served across users.
     let values: std::collections::BTreeSet<String> = (0..200)
-        .map(|i| lab.evaluate(project, env, "checkout_flow", &Context::new(format!("u{i}"))).str_or("?").to_owned())
+        .map(|i| {
+            lab.evaluate(
+                project,
+                env,
+                "checkout_flow",
+                &Context::new(format!("u{i}")),
+            )
+            .str_or("?")
+            .to_owned()
+        })
         .collect();
     assert_eq!(values.len(), 2, "{values:?}");
     // Step 4: record the exposure, track a conversion (twice: counted once).
@@ -54,22 +87,46 @@ fn the_flag_api_walkthrough_works_as_written() {
     assert_eq!(serde_json::to_value(&counts).unwrap()["conversions"], 1);
     // Step 6: stop; the flag reverts to its default value; tracking is rejected.
     lab.stop(exp.id().as_str(), StopRequest::default()).unwrap();
-    assert_eq!(lab.evaluate(project, env, "checkout_flow", &ctx).value(), "control");
+    assert_eq!(
+        lab.evaluate(project, env, "checkout_flow", &ctx).value(),
+        "control"
+    );
     assert!(matches!(lab.track(&track), Err(Error::Lifecycle { .. })));
 }
 
 #[test]
 fn stopping_with_a_winner_can_promote_it_to_the_default() {
     let lab = Lab::new();
-    let flag = lab.create_flag(serde_json::from_str(&read("flag-create.json")).unwrap()).unwrap();
+    let flag = lab
+        .create_flag(serde_json::from_str(&read("flag-create.json")).unwrap())
+        .unwrap();
     let exp = lab
-        .create_flag_experiment(flag.id.as_str(), serde_json::from_str(&read("flag-experiment-create.json")).unwrap())
+        .create_flag_experiment(
+            flag.id.as_str(),
+            serde_json::from_str(&read("flag-experiment-create.json")).unwrap(),
+        )
         .unwrap();
     lab.start(exp.id().as_str()).unwrap();
-    let req = StopRequest { winner: Some("treatment".into()), reason: Some("won".into()) };
-    lab.stop_flag_experiment(exp.id().as_str(), req, true).unwrap();
-    assert_eq!(lab.get_flag(flag.id.as_str()).unwrap().default_value, "new_checkout");
-    assert_eq!(lab.string_value("PROJECT_ID", "production", "checkout_flow", &Context::new("x"), "?"), "new_checkout");
+    let req = StopRequest {
+        winner: Some("treatment".into()),
+        reason: Some("won".into()),
+    };
+    lab.stop_flag_experiment(exp.id().as_str(), req, true)
+        .unwrap();
+    assert_eq!(
+        lab.get_flag(flag.id.as_str()).unwrap().default_value,
+        "new_checkout"
+    );
+    assert_eq!(
+        lab.string_value(
+            "PROJECT_ID",
+            "production",
+            "checkout_flow",
+            &Context::new("x"),
+            "?"
+        ),
+        "new_checkout"
+    );
 }
 
 #[test]
@@ -83,21 +140,51 @@ fn rules_default_disabled_and_errors() {
     let flag = lab.create_flag(new).unwrap();
     let ctx = Context::new("u1");
     let e = lab.evaluate("p", "production", "dark_mode", &ctx);
-    assert_eq!((e.value(), e.rule_id(), e.reason()), (&json!(true), Some("everyone"), EvaluationReason::TargetingMatch));
+    assert_eq!(
+        (e.value(), e.rule_id(), e.reason()),
+        (
+            &json!(true),
+            Some("everyone"),
+            EvaluationReason::TargetingMatch
+        )
+    );
     assert!(lab.bool_value("p", "production", "dark_mode", &ctx, false));
-    assert_eq!(lab.number_value("p", "production", "dark_mode", &ctx, 7.0), 7.0, "type mismatch gives the default");
+    assert_eq!(
+        lab.number_value("p", "production", "dark_mode", &ctx, 7.0),
+        7.0,
+        "type mismatch gives the default"
+    );
     lab.set_flag_enabled(flag.id.as_str(), false).unwrap();
-    assert_eq!(lab.evaluate("p", "production", "dark_mode", &ctx).reason(), EvaluationReason::Disabled);
+    assert_eq!(
+        lab.evaluate("p", "production", "dark_mode", &ctx).reason(),
+        EvaluationReason::Disabled
+    );
     let missing = lab.evaluate("p", "production", "nope", &ctx);
-    assert_eq!((missing.reason(), missing.error_code()), (EvaluationReason::Error, Some(ErrorCode::FlagNotFound)));
+    assert_eq!(
+        (missing.reason(), missing.error_code()),
+        (EvaluationReason::Error, Some(ErrorCode::FlagNotFound))
+    );
     assert!(lab.bool_value("p", "production", "nope", &ctx, true));
     // Percentage rollouts take a share of units.
     lab.update_flag(
         flag.id.as_str(),
-        serde_json::from_value(json!({"enabled": true, "rules": [{"id": "half", "value": true, "percentage": 50}]})).unwrap(),
+        serde_json::from_value(
+            json!({"enabled": true, "rules": [{"id": "half", "value": true, "percentage": 50}]}),
+        )
+        .unwrap(),
     )
     .unwrap();
-    let on = (0..2000).filter(|i| lab.bool_value("p", "production", "dark_mode", &Context::new(format!("u{i}")), false)).count();
+    let on = (0..2000)
+        .filter(|i| {
+            lab.bool_value(
+                "p",
+                "production",
+                "dark_mode",
+                &Context::new(format!("u{i}")),
+                false,
+            )
+        })
+        .count();
     assert!((900..1100).contains(&on), "{on}");
 }
 
@@ -105,13 +192,33 @@ fn rules_default_disabled_and_errors() {
 fn bad_flags_are_refused_and_nothing_is_stored() {
     let lab = Lab::new();
     let mk = |v: serde_json::Value| -> NewFlag { serde_json::from_value(v).unwrap() };
-    lab.create_flag(mk(json!({"project_id": "p", "key": "k", "default_value": "a"}))).unwrap();
-    let dup = lab.create_flag(mk(json!({"project_id": "p", "key": "k", "default_value": "b"}))).unwrap_err();
-    assert_eq!(dup.to_string(), "flag key \"k\" already exists in project \"p\"");
+    lab.create_flag(mk(
+        json!({"project_id": "p", "key": "k", "default_value": "a"}),
+    ))
+    .unwrap();
+    let dup = lab
+        .create_flag(mk(
+            json!({"project_id": "p", "key": "k", "default_value": "b"}),
+        ))
+        .unwrap_err();
+    assert_eq!(
+        dup.to_string(),
+        "flag key \"k\" already exists in project \"p\""
+    );
     // The same key in another project or environment is fine.
-    lab.create_flag(mk(json!({"project_id": "q", "key": "k", "default_value": "b"}))).unwrap();
-    lab.create_flag(mk(json!({"project_id": "p", "key": "k", "environment": "staging", "default_value": "b"}))).unwrap();
-    let err = lab.create_flag(mk(json!({"project_id": "p", "key": "n", "flag_type": "number", "default_value": "x"}))).unwrap_err();
+    lab.create_flag(mk(
+        json!({"project_id": "q", "key": "k", "default_value": "b"}),
+    ))
+    .unwrap();
+    lab.create_flag(mk(
+        json!({"project_id": "p", "key": "k", "environment": "staging", "default_value": "b"}),
+    ))
+    .unwrap();
+    let err = lab
+        .create_flag(mk(
+            json!({"project_id": "p", "key": "n", "flag_type": "number", "default_value": "x"}),
+        ))
+        .unwrap_err();
     assert_eq!(err.to_string(), "defaultValue: \"x\" is not a number value");
     assert_eq!(lab.list_flags("p").unwrap().len(), 2);
     // Variant values must have the flag's type.
@@ -121,17 +228,35 @@ fn bad_flags_are_refused_and_nothing_is_stored() {
         "variants": [{"key": "a", "value": "s", "percentage": 50}, {"key": "b", "value": 3, "percentage": 50}]
     }))
     .unwrap();
-    let err = lab.create_flag_experiment(flag.id.as_str(), exp).unwrap_err();
-    assert!(err.to_string().starts_with("variants[1].value: 3 is not a string value"), "{err}");
-    assert_eq!(lab.list_experiments(&Default::default()).unwrap().meta.total, 0);
+    let err = lab
+        .create_flag_experiment(flag.id.as_str(), exp)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("variants[1].value: 3 is not a string value"),
+        "{err}"
+    );
+    assert_eq!(
+        lab.list_experiments(&Default::default())
+            .unwrap()
+            .meta
+            .total,
+        0
+    );
 }
 
 #[test]
 fn environment_specific_flags_win() {
     let lab = Lab::new();
     let mk = |v: serde_json::Value| -> NewFlag { serde_json::from_value(v).unwrap() };
-    lab.create_flag(mk(json!({"project_id": "p", "key": "k", "default_value": "any"}))).unwrap();
-    lab.create_flag(mk(json!({"project_id": "p", "key": "k", "environment": "staging", "default_value": "stg"}))).unwrap();
+    lab.create_flag(mk(
+        json!({"project_id": "p", "key": "k", "default_value": "any"}),
+    ))
+    .unwrap();
+    lab.create_flag(mk(
+        json!({"project_id": "p", "key": "k", "environment": "staging", "default_value": "stg"}),
+    ))
+    .unwrap();
     let ctx = Context::new("u");
     assert_eq!(lab.evaluate("p", "staging", "k", &ctx).value(), "stg");
     assert_eq!(lab.evaluate("p", "production", "k", &ctx).value(), "any");
