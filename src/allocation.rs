@@ -1,1 +1,0 @@
-//! Deterministic allocation (see ALLOCATION.md).
