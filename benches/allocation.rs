@@ -30,7 +30,7 @@ pub fn unit_ids(len: usize, n: usize) -> Vec<Vec<u8>> {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     };
-    (0..n)
+    let ids: Vec<Vec<u8>> = (0..n)
         .map(|_| {
             let mut bits = next();
             (0..len)
@@ -47,7 +47,14 @@ pub fn unit_ids(len: usize, n: usize) -> Vec<Vec<u8>> {
                 })
                 .collect()
         })
-        .collect()
+        .collect();
+    let distinct: std::collections::HashSet<&Vec<u8>> = ids.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        n,
+        "unit ids of {len} bytes must be distinct"
+    );
+    ids
 }
 
 /// The weights of the `allocator` benchmarks: uneven splits over 2, 3 and 10 variants.

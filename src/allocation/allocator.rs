@@ -5,6 +5,9 @@ use super::hash::{bucket, hash, seed};
 use super::traffic::Traffic;
 use super::weights::Weights;
 
+/// Up to this many variants, the variant index is found by a linear, branch-free count.
+const LINEAR_SCAN_MAX: usize = 16;
+
 /// An experiment's allocation, compiled once: the seeds derived from its salt, its traffic and
 /// its variants' cumulative weights.
 ///
@@ -180,9 +183,17 @@ impl Allocator {
     fn index_of_bucket(&self, variant_bucket: u16) -> usize {
         // The number of cumulative sums <= v is the first index with v < sum. The last sum is
         // 10 000 > v, so the index is always a valid variant; `min` only guards the invariant.
-        let index = self
-            .cumulative
-            .partition_point(|&sum| sum <= variant_bucket);
+        // Few variants: a branch-free count (the variant bucket is random, so the branches of
+        // a binary search would be mispredicted); many variants: a binary search.
+        let index = if self.cumulative.len() <= LINEAR_SCAN_MAX {
+            self.cumulative
+                .iter()
+                .map(|&sum| usize::from(sum <= variant_bucket))
+                .sum()
+        } else {
+            self.cumulative
+                .partition_point(|&sum| sum <= variant_bucket)
+        };
         index.min(self.cumulative.len().saturating_sub(1))
     }
 
@@ -297,6 +308,28 @@ mod tests {
         assert_eq!(trailing_zero.index_of_bucket(9_999), 0);
         let single = Allocator::new("x", Traffic::FULL, &weights(&[10_000]));
         assert_eq!(single.index_of_bucket(9_999), 0);
+    }
+
+    #[test]
+    fn index_of_bucket_agrees_with_a_naive_scan_for_every_bucket() {
+        // Covers both the linear count (<= 16 variants) and the binary search (more).
+        for n in [1, 2, 3, 7, 16, 17, 33, 100, 10_000] {
+            let w = Weights::even(n).unwrap();
+            let a = Allocator::new("x", Traffic::FULL, &w);
+            let bp: Vec<u32> = w.iter().map(|w| u32::from(w.basis_points())).collect();
+            for v in 0..10_000_u16 {
+                let mut upper = 0_u32;
+                let mut expected = None;
+                for (i, b) in bp.iter().enumerate() {
+                    upper += b;
+                    if u32::from(v) < upper {
+                        expected = Some(i);
+                        break;
+                    }
+                }
+                assert_eq!(Some(a.index_of_bucket(v)), expected, "n {n}, bucket {v}");
+            }
+        }
     }
 
     #[test]
