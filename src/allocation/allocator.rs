@@ -106,21 +106,61 @@ impl Allocator {
     }
 
     /// The experiment's seed `s = H(salt, 0)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::{seed, Allocator, Traffic, Weights};
+    ///
+    /// let allocator = Allocator::new("checkout_flow", Traffic::FULL, &Weights::even(2)?);
+    /// assert_eq!(allocator.seed(), seed("checkout_flow"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn seed(&self) -> u64 {
         self.seed
     }
 
     /// The variant hash's seed, `s ^ VARIANT_SEED_XOR`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::{seed, Allocator, Traffic, Weights, VARIANT_SEED_XOR};
+    ///
+    /// let allocator = Allocator::new("checkout_flow", Traffic::FULL, &Weights::even(2)?);
+    /// assert_eq!(allocator.variant_seed(), seed("checkout_flow") ^ VARIANT_SEED_XOR);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn variant_seed(&self) -> u64 {
         self.variant_seed
     }
 
     /// The experiment's traffic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::{Allocator, Traffic, Weights};
+    ///
+    /// let allocator = Allocator::new("exp", Traffic::from_fraction(0.2)?, &Weights::even(2)?);
+    /// assert_eq!(allocator.traffic().basis_points(), 2_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn traffic(&self) -> Traffic {
         self.traffic
     }
 
     /// The number of variants (at least 1); variant indexes are `0..variant_count()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::{Allocator, Traffic, Weights};
+    ///
+    /// let allocator = Allocator::new("exp", Traffic::FULL, &Weights::from_percents(&[10, 20, 70])?);
+    /// assert_eq!(allocator.variant_count(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn variant_count(&self) -> usize {
         self.cumulative.len()
     }
@@ -251,6 +291,16 @@ pub struct LayerHasher {
 
 impl LayerHasher {
     /// Compiles a layer from its salt: precomputes `H(layer_salt, 0)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::LayerHasher;
+    ///
+    /// let layer = LayerHasher::new("layer_nXL:_cPZKc");
+    /// assert_eq!(layer.bucket(b"usr_eB6v.eWzS"), 2_264);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(layer_salt: &str) -> LayerHasher {
         LayerHasher {
             seed: seed(layer_salt),
@@ -258,6 +308,15 @@ impl LayerHasher {
     }
 
     /// The layer's seed `H(layer_salt, 0)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::{seed, LayerHasher};
+    ///
+    /// assert_eq!(LayerHasher::new("checkout_layer").seed(), seed("checkout_layer"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn seed(&self) -> u64 {
         self.seed
     }

@@ -91,21 +91,59 @@ impl BucketRange {
     }
 
     /// The first bucket in the range.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::BucketRange;
+    ///
+    /// assert_eq!(BucketRange::new(2_000, 3_000)?.start(), 2_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub const fn start(&self) -> u16 {
         self.start
     }
 
     /// The first bucket past the range.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::BucketRange;
+    ///
+    /// assert_eq!(BucketRange::new(2_000, 3_000)?.end(), 3_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub const fn end(&self) -> u16 {
         self.end
     }
 
     /// The number of buckets in the range, `end − start` (at least 1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::BucketRange;
+    ///
+    /// assert_eq!(BucketRange::new(9_000, 10_000)?.width(), 1_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub const fn width(&self) -> u16 {
         self.end.saturating_sub(self.start)
     }
 
     /// Whether `bucket` lies in the range: `start ≤ bucket < end`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::BucketRange;
+    ///
+    /// let r = BucketRange::new(100, 200)?;
+    /// assert!(r.contains(100) && r.contains(199));
+    /// assert!(!r.contains(99) && !r.contains(200));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub const fn contains(&self, bucket: u16) -> bool {
         self.start <= bucket && bucket < self.end
     }

@@ -89,11 +89,30 @@ impl Traffic {
     }
 
     /// The traffic in basis points, 0 to 10 000.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::Traffic;
+    ///
+    /// assert_eq!(Traffic::from_fraction(0.05)?.basis_points(), 500);
+    /// assert_eq!(Traffic::FULL.basis_points(), 10_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub const fn basis_points(self) -> u16 {
         self.0
     }
 
     /// The traffic as a fraction from 0 to 1 (the nearest `f64` to `bp / 10 000`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::Traffic;
+    ///
+    /// assert_eq!(Traffic::from_basis_points(3_300)?.as_fraction(), 0.33);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn as_fraction(self) -> f64 {
         f64::from(self.0) / f64::from(FULL_BP)
     }

@@ -435,26 +435,75 @@ impl Weights {
     }
 
     /// The weights, in variant order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::Weights;
+    ///
+    /// let w = Weights::from_percents(&[20, 80])?;
+    /// assert_eq!(w.as_slice()[1].basis_points(), 8_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn as_slice(&self) -> &[Weight] {
         &self.0
     }
 
     /// The number of variants (at least 1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::Weights;
+    ///
+    /// assert_eq!(Weights::even(4)?.len(), 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
     /// Always `false`: weights are never empty. Present for API symmetry with `len`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::Weights;
+    ///
+    /// assert!(!Weights::even(1)?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
     /// The weight of variant `index`, or `None` past the last variant.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::Weights;
+    ///
+    /// let w = Weights::from_percents(&[20, 80])?;
+    /// assert_eq!(w.get(0).map(|w| w.basis_points()), Some(2_000));
+    /// assert_eq!(w.get(2), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self, index: usize) -> Option<Weight> {
         self.0.get(index).copied()
     }
 
     /// Iterates over the weights in variant order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::allocation::Weights;
+    ///
+    /// let total: u32 = Weights::even(3)?.iter().map(|w| u32::from(w.basis_points())).sum();
+    /// assert_eq!(total, 10_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn iter(&self) -> std::slice::Iter<'_, Weight> {
         self.0.iter()
     }
