@@ -1,2 +1,117 @@
-//! Benchmarks (placeholder until the plane lands).
-fn main() {}
+//! Allocation benchmarks.
+//!
+//! Ids: `allocation/floor/{8,16,36}B` is the bare [`hash`] of a unit id (the floor: one
+//! XXH3-64), and `allocation/allocator/{2,3,10}_variants/{8,16,36}B` is
+//! [`Allocator::allocate`] at full traffic (two hashes and a search of the cumulative weights).
+//! Every iteration takes the next id from a pre-built set of distinct ids, so no result can be
+//! cached by the CPU's branch predictors or the compiler. Add further groups (for example
+//! `allocation/assign/...`, a whole experiment decision) as functions in `criterion_group!`.
+
+use std::hint::black_box;
+
+use abkit::allocation::{Allocator, Traffic, Weight, Weights, hash};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+/// The unit id lengths measured: a short numeric id, a 16-byte id, a hyphenated UUID.
+pub const UNIT_LENGTHS: [usize; 3] = [8, 16, 36];
+
+/// How many distinct unit ids each benchmark cycles through (a power of two).
+pub const UNIT_COUNT: usize = 1_024;
+
+/// `n` distinct ASCII unit ids of exactly `len` bytes, deterministic across runs
+/// (hex digits from a SplitMix64 sequence; 36-byte ids are UUID-shaped).
+pub fn unit_ids(len: usize, n: usize) -> Vec<Vec<u8>> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut state: u64 = 0x0123_4567_89AB_CDEF;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let ids: Vec<Vec<u8>> = (0..n)
+        .map(|_| {
+            let mut bits = next();
+            (0..len)
+                .map(|i| {
+                    if len == 36 && matches!(i, 8 | 13 | 18 | 23) {
+                        return b'-';
+                    }
+                    if i % 16 == 15 {
+                        bits = next();
+                    }
+                    let digit = HEX[(bits & 0xF) as usize];
+                    bits >>= 4;
+                    digit
+                })
+                .collect()
+        })
+        .collect();
+    let distinct: std::collections::HashSet<&Vec<u8>> = ids.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        n,
+        "unit ids of {len} bytes must be distinct"
+    );
+    ids
+}
+
+/// The weights of the `allocator` benchmarks: uneven splits over 2, 3 and 10 variants.
+// Bench setup from constant, valid input: a failure here is a bug in this file.
+#[allow(clippy::expect_used)]
+pub fn bench_weights(variants: usize) -> Weights {
+    let bp: &[u32] = match variants {
+        2 => &[2_000, 8_000],
+        3 => &[3_334, 3_333, 3_333],
+        _ => &[500, 700, 800, 900, 1_000, 1_000, 1_100, 1_200, 1_300, 1_500],
+    };
+    Weights::new(
+        bp.iter()
+            .map(|&b| Weight::from_basis_points(b).expect("valid weight"))
+            .collect(),
+    )
+    .expect("weights sum to 10000")
+}
+
+/// `allocation/floor/{len}B`: one XXH3-64 of the unit id, the cost floor of any allocation.
+fn floor(c: &mut Criterion) {
+    let mut group = c.benchmark_group("allocation");
+    group.throughput(Throughput::Elements(1));
+    let seed = abkit::allocation::seed("bench_experiment");
+    for len in UNIT_LENGTHS {
+        let ids = unit_ids(len, UNIT_COUNT);
+        group.bench_function(BenchmarkId::new("floor", format!("{len}B")), |b| {
+            let mut i = 0_usize;
+            b.iter(|| {
+                i = (i + 1) & (UNIT_COUNT - 1);
+                black_box(hash(black_box(&ids[i]), black_box(seed)))
+            });
+        });
+    }
+    group.finish();
+}
+
+/// `allocation/allocator/{k}_variants/{len}B`: `Allocator::allocate` at full traffic.
+fn allocator(c: &mut Criterion) {
+    let mut group = c.benchmark_group("allocation");
+    group.throughput(Throughput::Elements(1));
+    for variants in [2_usize, 3, 10] {
+        let allocator = Allocator::new("bench_experiment", Traffic::FULL, &bench_weights(variants));
+        for len in UNIT_LENGTHS {
+            let ids = unit_ids(len, UNIT_COUNT);
+            let id = BenchmarkId::new(format!("allocator/{variants}_variants"), format!("{len}B"));
+            group.bench_function(id, |b| {
+                let mut i = 0_usize;
+                b.iter(|| {
+                    i = (i + 1) & (UNIT_COUNT - 1);
+                    black_box(black_box(&allocator).allocate(black_box(&ids[i])))
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, floor, allocator);
+criterion_main!(benches);

@@ -172,11 +172,11 @@ impl CompiledExperiment {
         conditions: Vec<Condition>,
         layer_salt: Option<&str>,
         holdout: Option<&Holdout>,
-    ) -> CompiledExperiment {
+    ) -> Result<CompiledExperiment, crate::error::ValidationError> {
         let allocator = Allocator::new(
             experiment.salt(),
             experiment.traffic(),
-            &experiment.weights(),
+            &experiment.weights()?,
         );
         let layer = match (experiment.layer(), layer_salt) {
             (Some(p), Some(salt)) => Some((LayerHasher::new(salt), p.range)),
@@ -192,7 +192,7 @@ impl CompiledExperiment {
             .winner()
             .and_then(|w| experiment.variants().iter().position(|v| &v.id == w))
             .map(|i| i as u32);
-        CompiledExperiment {
+        Ok(CompiledExperiment {
             allocator,
             layer,
             holdout: holdout.map(|h| (LayerHasher::new(&h.salt), h.range)),
@@ -200,7 +200,7 @@ impl CompiledExperiment {
             overrides,
             winner,
             experiment,
-        }
+        })
     }
 
     /// The experiment.

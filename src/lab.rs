@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::allocation::Traffic;
-use crate::assign::{Assignment, CompiledExperiment, Exposure, Holdout, Snapshot};
+use crate::assign::{CompiledExperiment, Exposure, Holdout, Snapshot};
 use crate::context::Context;
 use crate::error::{Error, ValidationError};
 use crate::lifecycle::{Operation, Status};
@@ -325,7 +325,7 @@ impl Lab {
                 conditions,
                 layer_salt,
                 settings.holdout.as_ref(),
-            );
+            )?;
             snapshot
                 .experiments
                 .insert(e.id().as_str().into(), Arc::new(compiled));
@@ -768,14 +768,19 @@ impl Lab {
     /// # Errors
     ///
     /// [`Error::NotFound`] for an unknown experiment.
-    pub fn assign<'c>(&self, id: &str, ctx: &'c Context) -> Result<OwnedAssignment<'c>, Error> {
+    pub fn assign(&self, id: &str, ctx: &Context) -> Result<Decision, Error> {
         let snapshot = self.snapshot();
         let compiled = snapshot
             .experiments
             .get(id)
-            .cloned()
             .ok_or_else(|| Error::not_found("experiment", id))?;
-        Ok(OwnedAssignment { compiled, ctx })
+        let a = compiled.assign(ctx);
+        Ok(Decision {
+            variant: a.variant_index(),
+            reason: a.reason(),
+            sticky: a.sticky_assignment().is_some(),
+            compiled: Arc::clone(compiled),
+        })
     }
 }
 
@@ -785,26 +790,51 @@ impl Default for Lab {
     }
 }
 
-/// An assignment that keeps its compiled experiment alive (an `Arc`, no copy).
+/// The outcome of [`Lab::assign`]: owns its compiled experiment (an `Arc`, no copy) so it does not
+/// borrow the lab or the context.
 #[derive(Debug, Clone)]
-pub struct OwnedAssignment<'c> {
+pub struct Decision {
     compiled: Arc<CompiledExperiment>,
-    ctx: &'c Context,
+    variant: Option<u32>,
+    reason: crate::assign::Reason,
+    sticky: bool,
 }
 
-impl OwnedAssignment<'_> {
-    /// The decision.
-    pub fn get(&self) -> Assignment<'_> {
-        self.compiled.assign(self.ctx)
+impl Decision {
+    /// The assigned variant, if any.
+    pub fn variant(&self) -> Option<&crate::model::variant::Variant> {
+        self.variant
+            .and_then(|i| self.compiled.experiment().variants().get(i as usize))
     }
 
-    /// The assigned variant.
-    pub fn variant(&self) -> Option<&crate::model::variant::Variant> {
-        self.get().variant()
+    /// The assigned variant's id.
+    pub fn variant_key(&self) -> Option<&crate::model::ids::VariantKey> {
+        self.variant().map(|v| &v.id)
     }
 
     /// Why.
     pub fn reason(&self) -> crate::assign::Reason {
-        self.get().reason()
+        self.reason
+    }
+
+    /// The experiment decided on.
+    pub fn experiment(&self) -> &Experiment {
+        self.compiled.experiment()
+    }
+
+    /// The exposure to record, for the context the decision was made for.
+    pub fn exposure<'a>(&'a self, ctx: &'a Context) -> Option<Exposure<'a>> {
+        self.compiled.assign(ctx).exposure()
+    }
+
+    /// For a sticky experiment, the new assignment to store: (experiment id, variant id).
+    pub fn sticky_assignment(&self) -> Option<(&str, &str)> {
+        if !self.sticky {
+            return None;
+        }
+        Some((
+            self.experiment().id().as_str(),
+            self.variant_key()?.as_str(),
+        ))
     }
 }

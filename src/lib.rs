@@ -72,7 +72,7 @@ pub use crate::flags::{
     FlagType, FlagValue, NewFlag,
 };
 pub use crate::lab::{
-    ExposureHook, Lab, LabBuilder, ListQuery, OwnedAssignment, Page, PageMeta, StopRequest,
+    Decision, ExposureHook, Lab, LabBuilder, ListQuery, Page, PageMeta, StopRequest,
 };
 pub use crate::lifecycle::{Operation, Status};
 pub use crate::model::config::{Audience, Layer, SavedGroup};

@@ -146,8 +146,12 @@ impl Lab {
         id: &str,
         ctx: &Context,
     ) -> Result<Option<crate::model::ids::VariantKey>, Error> {
-        let owned = self.assign(id, ctx)?;
-        let a = owned.get();
+        let snapshot = self.snapshot();
+        let compiled = snapshot
+            .experiments
+            .get(id)
+            .ok_or_else(|| Error::not_found("experiment", id))?;
+        let a = compiled.assign(ctx);
         if let Some((exp, variant)) = a.sticky_assignment() {
             if let Some(unit) = a.unit() {
                 self.storage()

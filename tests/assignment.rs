@@ -34,7 +34,7 @@ fn reasons_for_every_path() {
         (a.reason(), a.variant().unwrap().id.as_str()),
         (Reason::Forced, "b")
     );
-    assert!(a.get().exposure().unwrap().forced);
+    assert!(a.exposure(&forced).unwrap().forced);
     let reasons: std::collections::BTreeSet<String> = (0..200)
         .map(|i| {
             format!(
@@ -95,7 +95,7 @@ fn a_stopped_winner_is_rolled_out_without_exposures() {
             (a.reason(), a.variant().unwrap().id.as_str()),
             (Reason::Rollout, "b")
         );
-        assert!(a.get().exposure().is_none());
+        assert!(a.exposure(&ctx).is_none());
     }
     lab.complete(&id).unwrap();
     assert_eq!(
@@ -161,10 +161,7 @@ fn sticky_assignments_win_and_new_ones_are_stored() {
     let ctx = Context::new("u1");
     let a = lab.assign(&id, &ctx).unwrap();
     let hashed = a.variant().unwrap().id.to_string();
-    assert_eq!(
-        a.get().sticky_assignment(),
-        Some((id.as_str(), hashed.as_str()))
-    );
+    assert_eq!(a.sticky_assignment(), Some((id.as_str(), hashed.as_str())));
     lab.expose(&id, &ctx).unwrap();
     assert_eq!(
         lab.storage().sticky_assignments("u1").unwrap(),
@@ -177,7 +174,7 @@ fn sticky_assignments_win_and_new_ones_are_stored() {
         (a.reason(), a.variant().unwrap().id.as_str()),
         (Reason::Sticky, other)
     );
-    assert_eq!(a.get().sticky_assignment(), None, "nothing new to store");
+    assert_eq!(a.sticky_assignment(), None, "nothing new to store");
 }
 
 #[test]

@@ -529,10 +529,14 @@ impl Experiment {
         self.0.variants.iter().find(|v| v.id == key)
     }
     /// The variants' weights.
-    pub fn weights(&self) -> Weights {
-        // Validated at construction: the sum is exact.
+    ///
+    /// # Errors
+    ///
+    /// Never for an experiment built by this crate (its weights were validated); the `Result`
+    /// keeps the no-panic promise without an `unwrap`.
+    pub fn weights(&self) -> Result<Weights, ValidationError> {
         let ws = self.0.variants.iter().map(|v| v.weight).collect();
-        Weights::new(ws).unwrap_or_else(|_| Weights::even(self.0.variants.len()))
+        Weights::new(ws).map_err(|e| ValidationError::field("variants", e.to_string()))
     }
     /// Its metrics; the first is primary.
     pub fn metrics(&self) -> &[MetricDefinition] {

@@ -185,6 +185,7 @@ pub(crate) fn resolve_variants(
         .collect::<Result<_, _>>()?;
     let weights = if weights.iter().all(Option::is_none) {
         Weights::even(inputs.len())
+            .map_err(|e| ValidationError::field("variants", e.to_string()))?
     } else {
         let mut ws = Vec::with_capacity(weights.len());
         for (i, w) in weights.into_iter().enumerate() {
@@ -324,10 +325,7 @@ mod tests {
 
     #[test]
     fn bad_weights_name_the_field() {
-        let err = resolve_variants(&v(
-            r#"[{"traffic":0.3333},{"traffic":0.3333},{"traffic":0.3334}]"#,
-        ))
-        .unwrap_err();
+        let err = resolve_variants(&v(r#"[{"traffic":0.12345},{"traffic":0.87655}]"#)).unwrap_err();
         assert!(err.to_string().starts_with("variants[0].traffic:"), "{err}");
         let err =
             resolve_variants(&v(r#"[{"splitPercentage":50},{"splitPercentage":49}]"#)).unwrap_err();
