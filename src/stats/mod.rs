@@ -192,7 +192,7 @@ fn validate_variants(variants: &[VariantInput]) -> Result<usize, StatsError> {
     if variants.len() < 2 {
         return Err(invalid(
             "variants",
-            format!("{} variants, expected at least 2", variants.len()),
+            format!("{} given, expected at least 2 variants", variants.len()),
         ));
     }
     let mut seen = HashSet::new();
