@@ -1,0 +1,382 @@
+//! Per-variant estimates: validation of the sufficient statistics and each kind's m and v.
+
+use super::error::{StatsError, invalid};
+use super::request::{MetricKind, SufficientStats};
+
+/// Relative slack allowed when Σx² − (Σx)²/n comes out slightly negative through rounding.
+const ROUNDING_SLACK: f64 = 1e-9;
+
+/// A validated arm of one metric: n, the estimate m and the unit variance v (Var(m) ≈ v/n).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Arm {
+    /// Units n (≥ 1; ≥ 2 for means and ratios).
+    pub n: f64,
+    /// Σ value (conversions for a proportion).
+    pub sum: f64,
+    /// The estimate m.
+    pub m: f64,
+    /// The per-unit variance v.
+    pub v: f64,
+    /// Covariate sums for CUPED, when all three were given.
+    pub covariate: Option<Covariate>,
+}
+
+/// The covariate's sums in one arm and its derived moments.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Covariate {
+    /// Σ c.
+    pub sum: f64,
+    /// Σ c².
+    pub sum_squares: f64,
+    /// Σ c·value.
+    pub sum_products: f64,
+    /// Sample variance of c (n − 1 denominator).
+    pub variance: f64,
+    /// Sample covariance of c and the value (n − 1 denominator).
+    pub covariance: f64,
+}
+
+/// Validates one arm's statistics for `kind` and computes its m and v.
+///
+/// # Formula
+///
+/// n = count, S = sum, Q = sumSquares:
+/// - proportion: m = S/n, v = m(1 − m)
+/// - mean: m = S/n, v = (Q − S²/n)/(n − 1)
+/// - ratio: m = S/Sy, v = (vx − 2·m·cxy + m²·vy)/ȳ², which equals
+///   vx/ȳ² − 2·x̄·cxy/ȳ³ + x̄²·vy/ȳ⁴ (delta method; Deng, Knoblich & Lu 2018, "Applying the
+///   delta method in metric analytics").
+pub(crate) fn estimate(
+    kind: MetricKind,
+    s: &SufficientStats,
+    path: &str,
+) -> Result<Arm, StatsError> {
+    let field = |name: &str| format!("{path}.{name}");
+    let count = s.count;
+    let min_count = if kind == MetricKind::Proportion { 1 } else { 2 };
+    if count < min_count {
+        return Err(invalid(
+            field("count"),
+            format!(
+                "{count} is less than {min_count} for a {} metric",
+                kind.as_str()
+            ),
+        ));
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let n = count as f64;
+    let sum = finite_field(s.sum, &field("sum"))?;
+    let unused = |name: &str, value: Option<f64>| -> Result<(), StatsError> {
+        match value {
+            Some(x) => Err(invalid(
+                field(name),
+                format!("{x} is not used by a {} metric", kind.as_str()),
+            )),
+            None => Ok(()),
+        }
+    };
+    let (m, v) = match kind {
+        MetricKind::Proportion => {
+            if sum < 0.0 {
+                return Err(invalid(field("sum"), format!("{sum} is negative")));
+            }
+            if sum.fract() != 0.0 {
+                return Err(invalid(field("sum"), format!("{sum} is not an integer")));
+            }
+            if sum > n {
+                return Err(invalid(
+                    field("sum"),
+                    format!("{sum} is greater than count {count}"),
+                ));
+            }
+            unused("sumSquares", s.sum_squares)?;
+            unused("denominatorSum", s.denominator_sum)?;
+            unused("denominatorSumSquares", s.denominator_sum_squares)?;
+            unused("sumProducts", s.sum_products)?;
+            let m = sum / n;
+            (m, m * (1.0 - m))
+        }
+        MetricKind::Mean => {
+            let q = non_negative(
+                required(s.sum_squares, &field("sumSquares"))?,
+                &field("sumSquares"),
+            )?;
+            unused("denominatorSum", s.denominator_sum)?;
+            unused("denominatorSumSquares", s.denominator_sum_squares)?;
+            unused("sumProducts", s.sum_products)?;
+            let v = variance(q, sum, n, &field("sumSquares"))?;
+            (sum / n, v)
+        }
+        MetricKind::Ratio => {
+            let q = non_negative(
+                required(s.sum_squares, &field("sumSquares"))?,
+                &field("sumSquares"),
+            )?;
+            let sy_path = field("denominatorSum");
+            let sy = non_negative(required(s.denominator_sum, &sy_path)?, &sy_path)?;
+            if sy == 0.0 {
+                return Err(invalid(
+                    sy_path,
+                    "0 is zero, a ratio needs a positive denominator",
+                ));
+            }
+            let qy_path = field("denominatorSumSquares");
+            let qy = non_negative(required(s.denominator_sum_squares, &qy_path)?, &qy_path)?;
+            let sp_path = field("sumProducts");
+            let sxy = finite_field(required(s.sum_products, &sp_path)?, &sp_path)?;
+            for name in [
+                "covariateSum",
+                "covariateSumSquares",
+                "covariateSumProducts",
+            ] {
+                let value = match name {
+                    "covariateSum" => s.covariate_sum,
+                    "covariateSumSquares" => s.covariate_sum_squares,
+                    _ => s.covariate_sum_products,
+                };
+                unused(name, value)?;
+            }
+            let vx = variance(q, sum, n, &field("sumSquares"))?;
+            let vy = variance(qy, sy, n, &qy_path)?;
+            let cxy = covariance(sxy, sum, sy, n, &sp_path)?;
+            let m = sum / sy;
+            let y_bar = sy / n;
+            let raw = vx - 2.0 * m * cxy + m * m * vy;
+            let scale = vx + (2.0 * m * cxy).abs() + m * m * vy;
+            if raw < -ROUNDING_SLACK * scale {
+                return Err(invalid(
+                    sp_path,
+                    format!(
+                        "{sxy} is inconsistent with sumSquares {q} and denominatorSumSquares {qy}"
+                    ),
+                ));
+            }
+            (m, raw.max(0.0) / (y_bar * y_bar))
+        }
+    };
+    let covariate = covariate(kind, s, sum, n, path)?;
+    Ok(Arm {
+        n,
+        sum,
+        m,
+        v,
+        covariate,
+    })
+}
+
+fn covariate(
+    kind: MetricKind,
+    s: &SufficientStats,
+    value_sum: f64,
+    n: f64,
+    path: &str,
+) -> Result<Option<Covariate>, StatsError> {
+    let fields = [
+        ("covariateSum", s.covariate_sum),
+        ("covariateSumSquares", s.covariate_sum_squares),
+        ("covariateSumProducts", s.covariate_sum_products),
+    ];
+    let given = fields.iter().filter(|(_, v)| v.is_some()).count();
+    if given == 0 || kind == MetricKind::Ratio {
+        return Ok(None);
+    }
+    if let Some((missing, _)) = fields.iter().find(|(_, v)| v.is_none()) {
+        return Err(invalid(
+            format!("{path}.{missing}"),
+            "missing; covariateSum, covariateSumSquares and covariateSumProducts go together",
+        ));
+    }
+    if n < 2.0 {
+        return Err(invalid(
+            format!("{path}.count"),
+            "1 is less than 2, needed with a covariate",
+        ));
+    }
+    let csum = finite_field(
+        s.covariate_sum.unwrap_or_default(),
+        &format!("{path}.covariateSum"),
+    )?;
+    let cq_path = format!("{path}.covariateSumSquares");
+    let cq = non_negative(s.covariate_sum_squares.unwrap_or_default(), &cq_path)?;
+    let cp_path = format!("{path}.covariateSumProducts");
+    let cp = finite_field(s.covariate_sum_products.unwrap_or_default(), &cp_path)?;
+    let variance = variance(cq, csum, n, &cq_path)?;
+    let covariance = covariance(cp, csum, value_sum, n, &cp_path)?;
+    Ok(Some(Covariate {
+        sum: csum,
+        sum_squares: cq,
+        sum_products: cp,
+        variance,
+        covariance,
+    }))
+}
+
+fn required(value: Option<f64>, path: &str) -> Result<f64, StatsError> {
+    value.ok_or_else(|| invalid(path, "missing field"))
+}
+
+fn finite_field(x: f64, path: &str) -> Result<f64, StatsError> {
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(invalid(path, format!("{x} is not a finite number")))
+    }
+}
+
+fn non_negative(x: f64, path: &str) -> Result<f64, StatsError> {
+    let x = finite_field(x, path)?;
+    if x < 0.0 {
+        Err(invalid(path, format!("{x} is negative")))
+    } else {
+        Ok(x)
+    }
+}
+
+/// Sample variance (n − 1 denominator) from Σx² and Σx, rejecting sums no data can produce.
+pub(crate) fn variance(sum_squares: f64, sum: f64, n: f64, path: &str) -> Result<f64, StatsError> {
+    let square_of_sum = sum * (sum / n);
+    let diff = sum_squares - square_of_sum;
+    if !diff.is_finite() {
+        return Err(invalid(
+            path,
+            format!("{sum_squares} with sum {sum} overflows a double"),
+        ));
+    }
+    if diff < 0.0 {
+        if -diff <= ROUNDING_SLACK * sum_squares.max(square_of_sum) {
+            return Ok(0.0);
+        }
+        return Err(invalid(
+            path,
+            format!(
+                "{sum_squares} is less than sum²/count = {square_of_sum}, which no data can produce"
+            ),
+        ));
+    }
+    let v = diff / (n - 1.0);
+    finite_field(v, path)
+}
+
+/// Sample covariance (n − 1 denominator) from Σab, Σa and Σb.
+fn covariance(
+    sum_products: f64,
+    sum_a: f64,
+    sum_b: f64,
+    n: f64,
+    path: &str,
+) -> Result<f64, StatsError> {
+    let c = (sum_products - sum_a * (sum_b / n)) / (n - 1.0);
+    if c.is_finite() {
+        Ok(c)
+    } else {
+        Err(invalid(
+            path,
+            format!("{sum_products} with sums {sum_a} and {sum_b} overflows a double"),
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::excessive_precision)] // reference values are quoted with all their digits
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_variance_matches_numpy() {
+        // values 1, 2, 3, 4: mean 2.5, var(ddof=1) 1.6666…
+        let arm = estimate(MetricKind::Mean, &SufficientStats::mean(4, 10.0, 30.0), "x").unwrap();
+        assert_eq!(arm.m, 2.5);
+        assert!((arm.v - 5.0 / 3.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn ratio_delta_variance() {
+        // x = [1, 2, 3], y = [2, 2, 4]: m = 6/8; vx = 1, vy = 4/3, cxy = 1
+        // v = (1 − 2·0.75·1 + 0.5625·4/3)/(8/3)² = 0.25/7.111… = 0.03515625
+        let s = SufficientStats::ratio(3, 6.0, 14.0, 8.0, 24.0, 18.0);
+        let arm = estimate(MetricKind::Ratio, &s, "x").unwrap();
+        assert_eq!(arm.m, 0.75);
+        assert!((arm.v - 0.035_156_25).abs() < 1e-15);
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        let p = |c, s| SufficientStats {
+            count: c,
+            sum: s,
+            ..SufficientStats::default()
+        };
+        let cases = [
+            (
+                MetricKind::Proportion,
+                p(250, 300.0),
+                "x.sum",
+                "300 is greater than count 250",
+            ),
+            (
+                MetricKind::Proportion,
+                p(250, 2.5),
+                "x.sum",
+                "2.5 is not an integer",
+            ),
+            (
+                MetricKind::Proportion,
+                p(0, 0.0),
+                "x.count",
+                "0 is less than 1 for a proportion metric",
+            ),
+            (
+                MetricKind::Mean,
+                SufficientStats::mean(1, 1.0, 1.0),
+                "x.count",
+                "1 is less than 2 for a mean metric",
+            ),
+            (
+                MetricKind::Mean,
+                SufficientStats::mean(5, 1.0, -1.0),
+                "x.sumSquares",
+                "-1 is negative",
+            ),
+            (
+                MetricKind::Ratio,
+                SufficientStats::ratio(5, 1.0, 1.0, 0.0, 1.0, 1.0),
+                "x.denominatorSum",
+                "0 is zero, a ratio needs a positive denominator",
+            ),
+            (
+                MetricKind::Mean,
+                SufficientStats::mean(5, f64::NAN, 1.0),
+                "x.sum",
+                "NaN is not a finite number",
+            ),
+            (
+                MetricKind::Mean,
+                SufficientStats::mean(4, 10.0, 20.0),
+                "x.sumSquares",
+                "20 is less than sum²/count = 25, which no data can produce",
+            ),
+        ];
+        for (kind, stats, field, reason) in cases {
+            let err = estimate(kind, &stats, "x").unwrap_err();
+            assert_eq!(err, invalid(field, reason));
+        }
+        let partial = SufficientStats {
+            covariate_sum: Some(1.0),
+            ..SufficientStats::mean(4, 10.0, 30.0)
+        };
+        assert_eq!(
+            estimate(MetricKind::Mean, &partial, "x")
+                .unwrap_err()
+                .field(),
+            Some("x.covariateSumSquares")
+        );
+        let on_ratio =
+            SufficientStats::ratio(3, 6.0, 14.0, 8.0, 24.0, 18.0).with_covariate(1.0, 1.0, 1.0);
+        assert_eq!(
+            estimate(MetricKind::Ratio, &on_ratio, "x")
+                .unwrap_err()
+                .field(),
+            Some("x.covariateSum")
+        );
+    }
+}

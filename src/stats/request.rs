@@ -1,0 +1,729 @@
+//! The analysis request: what the caller knows about an experiment, as sufficient statistics.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::error::{StatsError, invalid};
+
+/// How a metric's per-unit values are summarised and compared.
+///
+/// Serialized in lowercase (`"proportion"`, `"mean"`, `"ratio"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricKind {
+    /// A 0/1 outcome per unit (conversion); compared with a Wald z-test and a Beta posterior.
+    Proportion,
+    /// A real value per unit; compared with Welch's t-test.
+    Mean,
+    /// A ratio of two per-unit sums (e.g. revenue per session); compared with the delta method.
+    Ratio,
+}
+
+impl MetricKind {
+    /// The lowercase name used in JSON.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(abkit::stats::MetricKind::Ratio.as_str(), "ratio");
+    /// ```
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Proportion => "proportion",
+            Self::Mean => "mean",
+            Self::Ratio => "ratio",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "proportion" => Some(Self::Proportion),
+            "mean" => Some(Self::Mean),
+            "ratio" => Some(Self::Ratio),
+            _ => None,
+        }
+    }
+}
+
+/// Multiple-testing correction applied to the p-values of all (treatment, metric) pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Correction {
+    /// No correction: `adjustedPValue` equals `pValue`.
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    /// Holm's step-down family-wise error control (`multipletests(method='holm')`).
+    #[serde(rename = "holm")]
+    Holm,
+    /// Benjamini–Hochberg false discovery rate control (`multipletests(method='fdr_bh')`).
+    #[serde(rename = "benjamini-hochberg")]
+    BenjaminiHochberg,
+}
+
+/// Settings of the sequential (always-valid) mode.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SequentialSettings {
+    /// The tuning parameter N of the confidence sequence (> 0, default 5000): the total sample
+    /// size at which the sequence is tightest.
+    #[serde(default = "default_tuning")]
+    pub tuning_parameter: f64,
+}
+
+impl Default for SequentialSettings {
+    fn default() -> Self {
+        Self {
+            tuning_parameter: default_tuning(),
+        }
+    }
+}
+
+fn default_tuning() -> f64 {
+    5000.0
+}
+fn default_level() -> f64 {
+    0.95
+}
+fn default_srm() -> f64 {
+    0.001
+}
+fn default_share() -> f64 {
+    1.0
+}
+fn default_true() -> bool {
+    true
+}
+
+/// One arm of the experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantInput {
+    /// The variant id, unique within the request.
+    pub id: String,
+    /// Units assigned to the variant (used by the sample-ratio-mismatch check).
+    pub participants: u64,
+    /// The share of traffic the variant was meant to get (any positive scale; normalised).
+    pub expected_share: f64,
+    /// Marks the control; without any, the first variant is the control.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub control: bool,
+}
+
+impl VariantInput {
+    /// A variant with an expected share of 1 (equal split with the others by default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let v = abkit::stats::VariantInput::new("control", 1000).with_expected_share(2.0);
+    /// assert_eq!(v.expected_share, 2.0);
+    /// ```
+    #[must_use]
+    pub fn new(id: impl Into<String>, participants: u64) -> Self {
+        Self {
+            id: id.into(),
+            participants,
+            expected_share: default_share(),
+            control: false,
+        }
+    }
+
+    /// Sets the expected traffic share.
+    #[must_use]
+    pub fn with_expected_share(mut self, share: f64) -> Self {
+        self.expected_share = share;
+        self
+    }
+
+    /// Marks this variant as the control.
+    #[must_use]
+    pub fn as_control(mut self) -> Self {
+        self.control = true;
+        self
+    }
+}
+
+/// Per-variant sufficient statistics of one metric.
+///
+/// Which fields are used depends on the [`MetricKind`]: `count` and `sum` always, `sumSquares`
+/// for means and ratios, the `denominator*` fields and `sumProducts` for ratios, and the three
+/// `covariate*` fields (all or none) for CUPED on proportions and means.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SufficientStats {
+    /// Number of units n.
+    pub count: u64,
+    /// Σ value (conversions for a proportion; Σx, the numerator, for a ratio).
+    pub sum: f64,
+    /// Σ value² (means and ratios).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sum_squares: Option<f64>,
+    /// Σ y, the denominator of a ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denominator_sum: Option<f64>,
+    /// Σ y² of a ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denominator_sum_squares: Option<f64>,
+    /// Σ x·y of a ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sum_products: Option<f64>,
+    /// Σ c of the pre-period covariate (CUPED).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covariate_sum: Option<f64>,
+    /// Σ c² of the covariate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covariate_sum_squares: Option<f64>,
+    /// Σ c·value of the covariate and the metric value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covariate_sum_products: Option<f64>,
+}
+
+impl SufficientStats {
+    /// A proportion: `count` units of which `conversions` converted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = abkit::stats::SufficientStats::proportion(250, 45);
+    /// assert_eq!(s.sum, 45.0);
+    /// ```
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)] // counts above 2^53 are not meaningful conversions
+    pub fn proportion(count: u64, conversions: u64) -> Self {
+        Self {
+            count,
+            sum: conversions as f64,
+            ..Self::default()
+        }
+    }
+
+    /// A mean: `count` units with Σ value = `sum` and Σ value² = `sum_squares`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = abkit::stats::SufficientStats::mean(250, 7125.0, 251_000.0);
+    /// assert_eq!(s.sum_squares, Some(251_000.0));
+    /// ```
+    #[must_use]
+    pub fn mean(count: u64, sum: f64, sum_squares: f64) -> Self {
+        Self {
+            count,
+            sum,
+            sum_squares: Some(sum_squares),
+            ..Self::default()
+        }
+    }
+
+    /// A ratio Σx/Σy over `count` units: Σx, Σx², Σy, Σy² and Σxy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = abkit::stats::SufficientStats::ratio(100, 50.0, 40.0, 200.0, 500.0, 120.0);
+    /// assert_eq!(s.denominator_sum, Some(200.0));
+    /// ```
+    #[must_use]
+    pub fn ratio(
+        count: u64,
+        sum: f64,
+        sum_squares: f64,
+        denominator_sum: f64,
+        denominator_sum_squares: f64,
+        sum_products: f64,
+    ) -> Self {
+        Self {
+            count,
+            sum,
+            sum_squares: Some(sum_squares),
+            denominator_sum: Some(denominator_sum),
+            denominator_sum_squares: Some(denominator_sum_squares),
+            sum_products: Some(sum_products),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a pre-period covariate for CUPED: Σc, Σc² and Σc·value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = abkit::stats::SufficientStats::mean(1000, 10200.0, 120_833.19)
+    ///     .with_covariate(9800.0, 112_024.0, 110_949.0);
+    /// assert_eq!(s.covariate_sum, Some(9800.0));
+    /// ```
+    #[must_use]
+    pub fn with_covariate(mut self, sum: f64, sum_squares: f64, sum_products: f64) -> Self {
+        self.covariate_sum = Some(sum);
+        self.covariate_sum_squares = Some(sum_squares);
+        self.covariate_sum_products = Some(sum_products);
+        self
+    }
+}
+
+/// One metric of the request with its per-variant data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricInput {
+    /// The metric name, unique within the request; the first metric is the primary one.
+    pub name: String,
+    /// How the metric is summarised.
+    pub kind: MetricKind,
+    /// Sufficient statistics keyed by variant id; every variant must be present.
+    pub data: BTreeMap<String, SufficientStats>,
+    /// A guardrail: a treatment significantly worse on it cannot win.
+    #[serde(default)]
+    pub guardrail: bool,
+    /// Direction of improvement (default true).
+    #[serde(default = "default_true")]
+    pub higher_is_better: bool,
+}
+
+impl MetricInput {
+    /// A metric without data yet, higher is better, not a guardrail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::stats::{MetricInput, MetricKind, SufficientStats};
+    ///
+    /// let m = MetricInput::new("conversion", MetricKind::Proportion)
+    ///     .with_data("control", SufficientStats::proportion(250, 45))
+    ///     .with_data("treatment", SufficientStats::proportion(250, 67));
+    /// assert_eq!(m.data.len(), 2);
+    /// ```
+    #[must_use]
+    pub fn new(name: impl Into<String>, kind: MetricKind) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            data: BTreeMap::new(),
+            guardrail: false,
+            higher_is_better: true,
+        }
+    }
+
+    /// Adds (or replaces) the statistics of one variant.
+    #[must_use]
+    pub fn with_data(mut self, variant: impl Into<String>, stats: SufficientStats) -> Self {
+        self.data.insert(variant.into(), stats);
+        self
+    }
+
+    /// Marks the metric as a guardrail.
+    #[must_use]
+    pub fn guardrail(mut self) -> Self {
+        self.guardrail = true;
+        self
+    }
+
+    /// Marks the metric as one where lower values are better.
+    #[must_use]
+    pub fn lower_is_better(mut self) -> Self {
+        self.higher_is_better = false;
+        self
+    }
+}
+
+/// A full analysis request, in the JSON layout of the contract (camelCase).
+///
+/// Deserialize it with serde (e.g. straight from an HTTP body) or with
+/// [`AnalysisRequest::from_json`], whose errors name the offending field; build it in Rust with
+/// [`AnalysisRequest::new`] and the `with_*` methods. Nothing is validated until
+/// [`analyze`](super::analyze).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRequest {
+    /// Confidence level in (0, 1), default 0.95; α = 1 − level.
+    #[serde(default = "default_level")]
+    pub confidence_level: f64,
+    /// Multiple-testing correction, default none.
+    #[serde(default)]
+    pub correction: Correction,
+    /// Sequential (always-valid) mode; `null` for fixed-horizon tests.
+    #[serde(default)]
+    pub sequential: Option<SequentialSettings>,
+    /// p-value below which the sample ratio counts as mismatched, default 0.001.
+    #[serde(default = "default_srm")]
+    pub srm_threshold: f64,
+    /// The arms, control first unless one is marked `control`.
+    pub variants: Vec<VariantInput>,
+    /// The metrics, primary first.
+    pub metrics: Vec<MetricInput>,
+}
+
+impl AnalysisRequest {
+    /// A request with the contract's defaults (level 0.95, no correction, fixed horizon,
+    /// SRM threshold 0.001).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::stats::{AnalysisRequest, Correction, MetricInput, MetricKind, SufficientStats, VariantInput};
+    ///
+    /// let request = AnalysisRequest::new(
+    ///     vec![VariantInput::new("control", 250), VariantInput::new("treatment", 250)],
+    ///     vec![MetricInput::new("conversion", MetricKind::Proportion)
+    ///         .with_data("control", SufficientStats::proportion(250, 45))
+    ///         .with_data("treatment", SufficientStats::proportion(250, 67))],
+    /// )
+    /// .with_correction(Correction::Holm);
+    /// assert_eq!(request.confidence_level, 0.95);
+    /// ```
+    #[must_use]
+    pub fn new(variants: Vec<VariantInput>, metrics: Vec<MetricInput>) -> Self {
+        Self {
+            confidence_level: default_level(),
+            correction: Correction::None,
+            sequential: None,
+            srm_threshold: default_srm(),
+            variants,
+            metrics,
+        }
+    }
+
+    /// Sets the confidence level.
+    #[must_use]
+    pub fn with_confidence_level(mut self, level: f64) -> Self {
+        self.confidence_level = level;
+        self
+    }
+
+    /// Sets the multiple-testing correction.
+    #[must_use]
+    pub fn with_correction(mut self, correction: Correction) -> Self {
+        self.correction = correction;
+        self
+    }
+
+    /// Switches to sequential (always-valid) mode with the given tuning parameter.
+    #[must_use]
+    pub fn with_sequential(mut self, tuning_parameter: f64) -> Self {
+        self.sequential = Some(SequentialSettings { tuning_parameter });
+        self
+    }
+
+    /// Sets the sample-ratio-mismatch threshold.
+    #[must_use]
+    pub fn with_srm_threshold(mut self, threshold: f64) -> Self {
+        self.srm_threshold = threshold;
+        self
+    }
+
+    /// Parses a request from JSON text, naming the offending field in any error.
+    ///
+    /// # Errors
+    ///
+    /// [`StatsError::Json`] for text that is not JSON; [`StatsError::InvalidField`] for a field
+    /// of the wrong type, a missing required field, an unknown metric kind or an unknown field in
+    /// a metric's data.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::stats::AnalysisRequest;
+    ///
+    /// let request = AnalysisRequest::from_json(r#"{
+    ///   "variants": [{"id": "a", "participants": 10, "expectedShare": 1},
+    ///                {"id": "b", "participants": 10, "expectedShare": 1}],
+    ///   "metrics": [{"name": "m", "kind": "proportion",
+    ///                "data": {"a": {"count": 10, "sum": 1}, "b": {"count": 10, "sum": 2}}}]
+    /// }"#)?;
+    /// assert_eq!(request.variants.len(), 2);
+    ///
+    /// let err = AnalysisRequest::from_json(r#"{"variants": [], "metrics": [{"name": "m", "kind": "median", "data": {}}]}"#)
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), Some("metrics[0].kind"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_json(text: &str) -> Result<Self, StatsError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| StatsError::Json {
+            message: e.to_string(),
+        })?;
+        Self::from_value(value)
+    }
+
+    /// Converts an already parsed JSON value, naming the offending field in any error.
+    ///
+    /// # Errors
+    ///
+    /// As [`AnalysisRequest::from_json`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let value = serde_json::json!({"variants": [], "metrics": []});
+    /// let request = abkit::stats::AnalysisRequest::from_value(value)?;
+    /// assert!(request.metrics.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_value(value: Value) -> Result<Self, StatsError> {
+        let Value::Object(mut top) = value else {
+            return Err(invalid("request", "expected a json object"));
+        };
+        let variants = match top.remove("variants") {
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| typed::<VariantInput>(v, &format!("variants[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(other) => {
+                return Err(invalid(
+                    "variants",
+                    format!("expected an array, got {other}"),
+                ));
+            }
+            None => return Err(invalid("variants", "missing field")),
+        };
+        let metrics = match top.remove("metrics") {
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| metric_from_value(v, i))
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(other) => {
+                return Err(invalid(
+                    "metrics",
+                    format!("expected an array, got {other}"),
+                ));
+            }
+            None => return Err(invalid("metrics", "missing field")),
+        };
+        let confidence_level =
+            optional_field(&mut top, "confidenceLevel")?.unwrap_or_else(default_level);
+        let correction = optional_field(&mut top, "correction")?.unwrap_or_default();
+        let sequential =
+            optional_field::<Option<SequentialSettings>>(&mut top, "sequential")?.flatten();
+        let srm_threshold = optional_field(&mut top, "srmThreshold")?.unwrap_or_else(default_srm);
+        Ok(Self {
+            confidence_level,
+            correction,
+            sequential,
+            srm_threshold,
+            variants,
+            metrics,
+        })
+    }
+}
+
+fn typed<T: DeserializeOwned>(value: Value, path: &str) -> Result<T, StatsError> {
+    serde_json::from_value(value).map_err(|e| invalid(path, e.to_string()))
+}
+
+fn optional_field<T: DeserializeOwned>(
+    map: &mut Map<String, Value>,
+    key: &str,
+) -> Result<Option<T>, StatsError> {
+    match map.remove(key) {
+        None => Ok(None),
+        Some(v) => typed(v, key).map(Some),
+    }
+}
+
+const DATA_FIELDS: [&str; 9] = [
+    "count",
+    "sum",
+    "sumSquares",
+    "denominatorSum",
+    "denominatorSumSquares",
+    "sumProducts",
+    "covariateSum",
+    "covariateSumSquares",
+    "covariateSumProducts",
+];
+
+fn metric_from_value(value: Value, index: usize) -> Result<MetricInput, StatsError> {
+    let path = format!("metrics[{index}]");
+    let Value::Object(mut obj) = value else {
+        return Err(invalid(path, "expected a json object"));
+    };
+    let name: String = match obj.remove("name") {
+        Some(v) => typed(v, &format!("{path}.name"))?,
+        None => return Err(invalid(format!("{path}.name"), "missing field")),
+    };
+    let kind = match obj.remove("kind") {
+        Some(Value::String(s)) => MetricKind::parse(&s).ok_or_else(|| {
+            invalid(
+                format!("{path}.kind"),
+                format!("unknown metric kind `{s}`, expected proportion, mean or ratio"),
+            )
+        })?,
+        Some(other) => {
+            return Err(invalid(
+                format!("{path}.kind"),
+                format!("expected a string, got {other}"),
+            ));
+        }
+        None => return Err(invalid(format!("{path}.kind"), "missing field")),
+    };
+    let guardrail = optional_field(&mut obj, "guardrail")
+        .map_err(|e| prefix(e, &path))?
+        .unwrap_or(false);
+    let higher_is_better = optional_field(&mut obj, "higherIsBetter")
+        .map_err(|e| prefix(e, &path))?
+        .unwrap_or(true);
+    let mut data = BTreeMap::new();
+    match obj.remove("data") {
+        Some(Value::Object(arms)) => {
+            for (variant, stats) in arms {
+                let arm_path = format!("{path}.data.{variant}");
+                let parsed = stats_from_value(stats, &arm_path)?;
+                data.insert(variant, parsed);
+            }
+        }
+        Some(other) => {
+            return Err(invalid(
+                format!("{path}.data"),
+                format!("expected an object, got {other}"),
+            ));
+        }
+        None => return Err(invalid(format!("{path}.data"), "missing field")),
+    }
+    Ok(MetricInput {
+        name,
+        kind,
+        data,
+        guardrail,
+        higher_is_better,
+    })
+}
+
+fn prefix(error: StatsError, path: &str) -> StatsError {
+    match error {
+        StatsError::InvalidField { field, reason } => invalid(format!("{path}.{field}"), reason),
+        other => other,
+    }
+}
+
+fn stats_from_value(value: Value, path: &str) -> Result<SufficientStats, StatsError> {
+    let Value::Object(obj) = value else {
+        return Err(invalid(path, "expected a json object"));
+    };
+    if let Some(unknown) = obj.keys().find(|k| !DATA_FIELDS.contains(&k.as_str())) {
+        return Err(invalid(
+            format!("{path}.{unknown}"),
+            format!("unknown field, expected one of {}", DATA_FIELDS.join(", ")),
+        ));
+    }
+    let number = |key: &str| -> Result<Option<f64>, StatsError> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(|| {
+                invalid(
+                    format!("{path}.{key}"),
+                    format!("{n} is not a finite number"),
+                )
+            }),
+            Some(other) => Err(invalid(
+                format!("{path}.{key}"),
+                format!("expected a number, got {other}"),
+            )),
+        }
+    };
+    let count = match obj.get("count") {
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
+            invalid(
+                format!("{path}.count"),
+                format!("{n} is not a non-negative integer"),
+            )
+        })?,
+        Some(other) => {
+            return Err(invalid(
+                format!("{path}.count"),
+                format!("expected an integer, got {other}"),
+            ));
+        }
+        None => return Err(invalid(format!("{path}.count"), "missing field")),
+    };
+    let sum = number("sum")?.ok_or_else(|| invalid(format!("{path}.sum"), "missing field"))?;
+    Ok(SufficientStats {
+        count,
+        sum,
+        sum_squares: number("sumSquares")?,
+        denominator_sum: number("denominatorSum")?,
+        denominator_sum_squares: number("denominatorSumSquares")?,
+        sum_products: number("sumProducts")?,
+        covariate_sum: number("covariateSum")?,
+        covariate_sum_squares: number("covariateSumSquares")?,
+        covariate_sum_products: number("covariateSumProducts")?,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::excessive_precision)] // reference values are quoted with all their digits
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let r = AnalysisRequest::from_json(r#"{"variants": [], "metrics": [], "sequential": {}}"#)
+            .unwrap();
+        assert_eq!(r.confidence_level, 0.95);
+        assert_eq!(r.srm_threshold, 0.001);
+        assert_eq!(r.correction, Correction::None);
+        assert_eq!(
+            r.sequential,
+            Some(SequentialSettings {
+                tuning_parameter: 5000.0
+            })
+        );
+        let serde_way: AnalysisRequest =
+            serde_json::from_str(r#"{"variants": [], "metrics": [], "sequential": null}"#).unwrap();
+        assert_eq!(serde_way.sequential, None);
+        assert_eq!(serde_way.confidence_level, 0.95);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (
+                r#"{"variants": [{"id": "a"}], "metrics": []}"#,
+                "variants[0]",
+            ),
+            (
+                r#"{"variants": [], "metrics": [{"name": "m", "kind": "x", "data": {}}]}"#,
+                "metrics[0].kind",
+            ),
+            (
+                r#"{"variants": [], "metrics": [{"name": "m", "kind": "mean", "data": {"a": {"count": -2, "sum": 1}}}]}"#,
+                "metrics[0].data.a.count",
+            ),
+            (
+                r#"{"variants": [], "metrics": [{"name": "m", "kind": "mean", "data": {"a": {"count": 2, "sum": 1, "sumSquare": 3}}}]}"#,
+                "metrics[0].data.a.sumSquare",
+            ),
+            (
+                r#"{"variants": [], "metrics": [], "confidenceLevel": "high"}"#,
+                "confidenceLevel",
+            ),
+            (
+                r#"{"variants": [], "metrics": [], "correction": "bonferroni"}"#,
+                "correction",
+            ),
+        ];
+        for (text, field) in cases {
+            let err = AnalysisRequest::from_json(text).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{text}: {err}");
+        }
+        assert!(matches!(
+            AnalysisRequest::from_json("{"),
+            Err(StatsError::Json { .. })
+        ));
+    }
+
+    #[test]
+    fn kinds_serialize_lowercase() {
+        assert_eq!(
+            serde_json::to_string(&MetricKind::Proportion).unwrap(),
+            "\"proportion\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Correction::BenjaminiHochberg).unwrap(),
+            "\"benjamini-hochberg\""
+        );
+    }
+}
