@@ -98,6 +98,9 @@ pub enum Error {
         /// Why.
         reason: crate::storage::Rejection,
     },
+    /// The analysis could not be computed (too few units, say); the message names the field.
+    #[error(transparent)]
+    Stats(#[from] crate::stats::StatsError),
     /// The host's storage failed; nothing was changed.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),

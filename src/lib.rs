@@ -88,8 +88,8 @@ pub use crate::model::metric::{
 };
 pub use crate::model::variant::{NewVariant, Variant};
 pub use crate::results::{
-    ComputedResults, ComputedVariant, ExperimentWithCounts, RawMetric, RawResults,
-    RawVariantResults,
+    AnalysisOptions, AnalysisVariant, ComputedResults, ComputedVariant, Duration,
+    ExperimentAnalysis, ExperimentWithCounts, RawMetric, RawResults, RawVariantResults,
 };
 pub use crate::targeting::{Condition, SavedGroups};
 pub use crate::time::{Clock, ManualClock, SystemClock, Timestamp, TimestampError};

@@ -252,3 +252,177 @@ pub(crate) fn with_counts(e: Experiment, totals: &ExperimentTotals) -> Experimen
         conversions,
     }
 }
+
+/// How to analyse: the knobs of the analysis contract.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AnalysisOptions {
+    /// Confidence level in (0, 1) (default 0.95).
+    pub confidence_level: f64,
+    /// Multiple-testing correction (default none).
+    pub correction: crate::stats::Correction,
+    /// Sequential (always-valid) testing with this tuning parameter: safe to peek.
+    pub sequential: Option<f64>,
+    /// p-value below which the split counts as mismatched (default 0.001).
+    pub srm_threshold: f64,
+}
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        AnalysisOptions {
+            confidence_level: 0.95,
+            correction: crate::stats::Correction::default(),
+            sequential: None,
+            srm_threshold: 0.001,
+        }
+    }
+}
+
+/// How long the experiment has run: whole days from start to stop, or to now while running.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Duration {
+    /// Whole days.
+    pub days: u64,
+    /// When it started.
+    pub started_at: Option<Timestamp>,
+    /// When it ended, if it has.
+    pub ended_at: Option<Timestamp>,
+}
+
+/// One variant of the analysis: the stats report's variant with its name.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisVariant {
+    /// The variant's name.
+    pub name: String,
+    /// Its report (id, participants, per-metric values, CIs, lift, significance).
+    #[serde(flatten)]
+    pub report: crate::stats::VariantReport,
+}
+
+/// The feed API's `GET /experiments/{id}/results`: per-variant, per-metric values with
+/// confidence, lift and significance, the sample-ratio check and a recommended winner.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentAnalysis {
+    /// The experiment.
+    pub experiment_id: String,
+    /// Its status.
+    pub status: Status,
+    /// How long it ran.
+    pub duration: Duration,
+    /// The confidence level.
+    pub confidence_level: f64,
+    /// The sample-ratio-mismatch check.
+    pub srm: crate::stats::SrmCheck,
+    /// Per variant, control first.
+    pub variants: Vec<AnalysisVariant>,
+    /// The recommended winner.
+    pub recommendation: crate::stats::Recommendation,
+}
+
+/// The stats request for an experiment's totals.
+pub(crate) fn analysis_request(
+    e: &Experiment,
+    totals: &ExperimentTotals,
+    options: &AnalysisOptions,
+) -> crate::stats::AnalysisRequest {
+    use crate::stats::{AnalysisRequest, MetricInput, SufficientStats, VariantInput};
+    let variants = e
+        .variants()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            VariantInput::new(v.id.as_str(), totals.variant(i).participants)
+                .with_expected_share(v.weight.as_fraction())
+        })
+        .collect();
+    let metrics = e
+        .metrics()
+        .iter()
+        .enumerate()
+        .map(|(m, def)| {
+            let mut input = MetricInput::new(def.name(), def.kind());
+            input.guardrail = def.is_guardrail();
+            input.higher_is_better = def.higher_is_better();
+            for (i, v) in e.variants().iter().enumerate() {
+                let vt = totals.variant(i);
+                let n = vt.participants;
+                let t = vt.metrics.get(m).copied().unwrap_or_default();
+                let mut s = match def.kind() {
+                    MetricKind::Proportion => SufficientStats::proportion(n, count(t.sum)),
+                    MetricKind::Mean => SufficientStats::mean(n, t.sum, t.sum_squares),
+                    _ => SufficientStats::ratio(
+                        n,
+                        t.sum,
+                        t.sum_squares,
+                        t.denominator_sum,
+                        t.denominator_sum_squares,
+                        t.sum_products,
+                    ),
+                };
+                if t.covariate_count > 0 && def.kind() != MetricKind::Ratio {
+                    s = s.with_covariate(
+                        t.covariate_sum,
+                        t.covariate_sum_squares,
+                        t.covariate_sum_products,
+                    );
+                }
+                input = input.with_data(v.id.as_str(), s);
+            }
+            input
+        })
+        .collect();
+    let mut request = AnalysisRequest::new(variants, metrics)
+        .with_confidence_level(options.confidence_level)
+        .with_correction(options.correction)
+        .with_srm_threshold(options.srm_threshold);
+    if let Some(n) = options.sequential {
+        request = request.with_sequential(n);
+    }
+    request
+}
+
+impl Lab {
+    /// The full analysis of experiment `id` (the feed API's results), through [`crate::stats`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`]; [`Error::Stats`] when the data cannot be analysed yet (a variant
+    /// with fewer units than a metric needs: 1 for a proportion, 2 for a mean or ratio) or the
+    /// options are invalid; a storage failure.
+    pub fn analyze(
+        &self,
+        id: &str,
+        options: &AnalysisOptions,
+    ) -> Result<ExperimentAnalysis, Error> {
+        let e = self.get_experiment(id)?;
+        let totals = self.storage().totals(id)?;
+        let request = analysis_request(&e, &totals, options);
+        let report = crate::stats::analyze(&request)?;
+        let end = e.ended_at().unwrap_or_else(|| self.now());
+        let duration = Duration {
+            days: e.started_at().map_or(0, |s| end.whole_days_since(s)),
+            started_at: e.started_at(),
+            ended_at: e.ended_at(),
+        };
+        let variants = report
+            .variants
+            .into_iter()
+            .map(|r| AnalysisVariant {
+                name: e.variant(&r.id).map(|v| v.name.clone()).unwrap_or_default(),
+                report: r,
+            })
+            .collect();
+        Ok(ExperimentAnalysis {
+            experiment_id: e.id().to_string(),
+            status: e.status(),
+            duration,
+            confidence_level: report.confidence_level,
+            srm: report.srm,
+            variants,
+            recommendation: report.recommendation,
+        })
+    }
+}
