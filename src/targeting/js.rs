@@ -318,7 +318,7 @@ pub(crate) fn with_js_string(v: &Value, f: impl FnOnce(&str) -> bool) -> bool {
 /// (lead bytes 0xEE, 0xEF) sort after supplementary characters (lead bytes 0xF0..) in UTF-16,
 /// whose high surrogates are 0xD800..0xDBFF. At the first difference both bytes are lead bytes or
 /// both belong to characters of the same width, so looking at the two bytes is enough.
-fn utf16_byte_order(x: u8, y: u8) -> Ordering {
+pub(crate) fn utf16_byte_order(x: u8, y: u8) -> Ordering {
     let bmp_high = |b: u8| b == 0xEE || b == 0xEF;
     if bmp_high(x) && y >= 0xF0 {
         Ordering::Greater
@@ -331,7 +331,11 @@ fn utf16_byte_order(x: u8, y: u8) -> Ordering {
 
 /// JavaScript's `<`/`>` order of two strings (UTF-16 code units).
 pub(crate) fn js_cmp_str(a: &str, b: &str) -> Ordering {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
+    js_cmp_utf8(a.as_bytes(), b.as_bytes())
+}
+
+/// [`js_cmp_str`] on the UTF-8 bytes of two strings.
+pub(crate) fn js_cmp_utf8(a: &[u8], b: &[u8]) -> Ordering {
     match a.iter().zip(b).find(|(x, y)| x != y) {
         Some((&x, &y)) => utf16_byte_order(x, y),
         None => a.len().cmp(&b.len()),
@@ -339,6 +343,7 @@ pub(crate) fn js_cmp_str(a: &str, b: &str) -> Ordering {
 }
 
 /// Compares a stream of UTF-8 bytes with a target in JavaScript string order.
+#[cfg(test)]
 pub(crate) fn js_cmp_bytes(a: impl Iterator<Item = u8>, b: impl Iterator<Item = u8>) -> Ordering {
     let mut b = b;
     for x in a {

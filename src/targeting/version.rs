@@ -20,12 +20,22 @@ const PAD: usize = 5;
 /// removed is the first one after the last line terminator (`.` does not cross line terminators).
 fn core(input: &str) -> &str {
     let s = input.strip_prefix('v').unwrap_or(input);
-    let start = s
-        .char_indices()
+    let bytes = s.as_bytes();
+    // Line terminators: \n, \r, U+2028 and U+2029 (E2 80 A8 / E2 80 A9 in UTF-8).
+    let start = bytes
+        .iter()
+        .enumerate()
         .rev()
-        .find(|(_, c)| matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}'))
-        .map_or(0, |(i, c)| i + c.len_utf8());
-    match s.get(start..).and_then(|tail| tail.find('+')) {
+        .find_map(|(i, &b)| match b {
+            b'\n' | b'\r' => Some(i + 1),
+            0xA8 | 0xA9 if i >= 2 && bytes.get(i - 2..i) == Some(&[0xE2, 0x80][..]) => Some(i + 1),
+            _ => None,
+        })
+        .unwrap_or(0);
+    match bytes
+        .get(start..)
+        .and_then(|tail| tail.iter().position(|&b| b == b'+'))
+    {
         Some(p) => s.get(..start + p).unwrap_or(s),
         None => s,
     }
@@ -51,6 +61,54 @@ fn padded_bytes(input: &str) -> impl Iterator<Item = u8> + '_ {
             .chain(std::iter::repeat_n(b' ', pad))
             .chain(part.bytes())
     })
+}
+
+/// Compares the padded form of `input` with a padded version, producing the padded form part by
+/// part and stopping at the first difference.
+fn compare_str(input: &str, expected_padded: &str) -> Ordering {
+    const SPACES: &[u8; PAD] = b"     ";
+    let core = core(input).as_bytes();
+    let is_sep = |b: &u8| *b == b'-' || *b == b'.';
+    let mut rest = expected_padded.as_bytes();
+    // Feeds the next chunk of the padded form; `Some` once the order is decided.
+    let mut feed = |chunk: &[u8]| -> Option<Ordering> {
+        if let Some((&x, &y)) = chunk.iter().zip(rest).find(|(x, y)| x != y) {
+            return Some(js::utf16_byte_order(x, y));
+        }
+        match rest.get(chunk.len()..) {
+            Some(tail) => {
+                rest = tail;
+                None
+            }
+            None => Some(Ordering::Greater),
+        }
+    };
+    for (i, part) in core.split(is_sep).enumerate() {
+        if i > 0
+            && let Some(ord) = feed(b"-")
+        {
+            return ord;
+        }
+        if !part.is_empty()
+            && part.iter().all(u8::is_ascii_digit)
+            && let Some(ord) = feed(SPACES.get(part.len().min(PAD)..).unwrap_or_default())
+        {
+            return ord;
+        }
+        if let Some(ord) = feed(part) {
+            return ord;
+        }
+    }
+    if core.iter().filter(|b| is_sep(b)).count() == 2
+        && let Some(ord) = feed(b"-~")
+    {
+        return ord;
+    }
+    if rest.is_empty() {
+        Ordering::Equal
+    } else {
+        Ordering::Less
+    }
 }
 
 /// The padded form of a version string (parse time).
@@ -81,18 +139,16 @@ pub(crate) fn validate(input: &str) -> Result<(), &'static str> {
 /// a non-empty string or a number counts as version `"0"`.
 pub(crate) fn compare(actual: &Value, expected_padded: &str) -> Ordering {
     match actual {
-        Value::String(s) if !s.is_empty() => {
-            js::js_cmp_bytes(padded_bytes(s), expected_padded.bytes())
-        }
+        Value::String(s) if !s.is_empty() => compare_str(s, expected_padded),
         Value::Number(n) => {
             let mut buf = js::StackBuf::<40>::new();
             if js::write_js_number(js::num(n), &mut buf).is_ok() {
-                js::js_cmp_bytes(padded_bytes(buf.as_str()), expected_padded.bytes())
+                compare_str(buf.as_str(), expected_padded)
             } else {
-                js::js_cmp_bytes(padded_bytes("0"), expected_padded.bytes())
+                compare_str("0", expected_padded)
             }
         }
-        _ => js::js_cmp_bytes(padded_bytes("0"), expected_padded.bytes()),
+        _ => compare_str("0", expected_padded),
     }
 }
 
@@ -112,6 +168,8 @@ mod tests {
         assert_eq!(padded(""), "");
         // Build metadata before a line break stays (JavaScript's `.` does not cross it).
         assert_eq!(padded("1+a\n2+b"), "1+a\n2");
+        assert_eq!(padded("1+a\u{2028}2+b"), "1+a\u{2028}2");
+        assert_eq!(padded("1+a\r2.3"), "1+a\r2-    3");
         assert_eq!(padded("vv1"), "v1");
     }
 
@@ -127,6 +185,32 @@ mod tests {
         ] {
             let want = js::js_cmp_str(&padded(a), &padded(b));
             assert_eq!(compare(&json!(a), &padded(b)), want, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn part_wise_and_streamed_comparisons_agree() {
+        let long = format!("1.2.3-{}", "x".repeat(200));
+        let inputs = [
+            "1.2.3",
+            "v1.2.3-rc.1+b",
+            "1.0.0--",
+            "",
+            "123456.1",
+            "1.2.3\u{2028}+x",
+            "é.1.ü",
+            "1.2",
+            "1.2.3.4",
+            "1.2.3-",
+            "\u{FF21}",
+            "\u{1F600}",
+            &long,
+        ];
+        for v in inputs {
+            for other in inputs {
+                let want = js::js_cmp_bytes(padded_bytes(v), padded(other).bytes());
+                assert_eq!(compare_str(v, &padded(other)), want, "{v} vs {other}");
+            }
         }
     }
 
