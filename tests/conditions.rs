@@ -238,6 +238,8 @@ const KEYS: &[&str] = &[
     "$type",
     "$regex",
     "$regexi",
+    "$notRegex",
+    "$notRegexi",
     "$and",
     "$or",
     "$nor",
@@ -341,7 +343,7 @@ fn valid_condition() -> impl Strategy<Value = Value> {
             .prop_map(|t| json!({"$type": t})),
         (0u8..4).prop_map(|n| json!({"$size": n})),
         (
-            prop::sample::select(&["$regex", "$regexi"][..]),
+            prop::sample::select(&["$regex", "$regexi", "$notRegex", "$notRegexi"][..]),
             prop::sample::select(&["^a", "1$", "\\d", "U|s", ""][..])
         )
             .prop_map(|(op, p)| json!({ op: p })),

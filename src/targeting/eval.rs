@@ -192,8 +192,9 @@ impl Op {
             Self::All(tests) => all_match(v, tests, false),
             Self::Alli(tests) => all_match(v, tests, true),
             Self::ElemMatch(em) => match v {
+                // GrowthBook skips null elements (SDKs before 2025 skipped every falsy one).
                 Value::Array(items) => items.iter().any(|x| {
-                    js::truthy(x)
+                    !x.is_null()
                         && match &**em {
                             ElemMatch::Value(test) => test.eval(x, false),
                             ElemMatch::Cond(cond) => cond.eval(x),
@@ -207,6 +208,8 @@ impl Op {
             },
             Self::Type(ty) => js::type_name(v) == ty.name(),
             Self::Regex(re) => js::with_js_string(v, |s| re.re.is_match(s)),
+            // Anything that cannot be converted (absurdly nested arrays) matches neither.
+            Self::NotRegex(re) => js::with_js_string(v, |s| !re.re.is_match(s)),
             Self::Not(test) => !test.eval(v, false),
             Self::Version(op, expected) => {
                 let ord = version::compare(v, expected);
@@ -596,17 +599,32 @@ mod tests {
             &[json!({"a": [{"b": 2}, {"b": 1}]})],
             &[json!({"a": [{"b": 2}]}), json!({"a": [1]})],
         );
-        // Falsy elements are skipped, as in GrowthBook.
+        // Falsy elements are tested; null elements are skipped, as in GrowthBook.
         table(
             json!({"a": {"$elemMatch": {"$eq": 0}}}),
-            &[],
             &[json!({"a": [0]})],
+            &[json!({"a": [1]})],
         );
-        // An empty condition matches any truthy element.
+        table(
+            json!({"a": {"$elemMatch": {"$eq": false}}}),
+            &[json!({"a": [false]})],
+            &[],
+        );
+        table(
+            json!({"a": {"$elemMatch": {"$eq": null}}}),
+            &[],
+            &[json!({"a": [null]})],
+        );
+        table(
+            json!({"a": {"$elemMatch": {"$exists": false}}}),
+            &[],
+            &[json!({"a": [null, 1]})],
+        );
+        // An empty condition matches any non-null element.
         table(
             json!({"a": {"$elemMatch": {}}}),
-            &[json!({"a": [0, 1]})],
-            &[json!({"a": [0, ""]}), json!({"a": []})],
+            &[json!({"a": [null, 0]})],
+            &[json!({"a": [null]}), json!({"a": []})],
         );
     }
 
@@ -662,6 +680,16 @@ mod tests {
             json!({"a": {"$regex": "a/b"}}),
             &[json!({"a": "a/b"})],
             &[json!({"a": "ab"})],
+        );
+        table(
+            json!({"a": {"$notRegex": "^ab"}}),
+            &[json!({"a": "Abc"}), json!({})],
+            &[json!({"a": "abc"})],
+        );
+        table(
+            json!({"a": {"$notRegexi": "^ab"}}),
+            &[json!({"a": "cab"})],
+            &[json!({"a": "ABc"})],
         );
     }
 

@@ -34,11 +34,12 @@
 //! | `$in` `$nin` | array of primitives | is (not) in it; an array attribute intersects |
 //! | `$ini` `$nini` | array of primitives | the same, ignoring the case of strings |
 //! | `$all` `$alli` | array of values or operator objects | is an array with a match for each |
-//! | `$elemMatch` | operator object, or condition | is an array with a (truthy) match |
+//! | `$elemMatch` | operator object, or condition | is an array with a non-null element passing it |
 //! | `$size` | non-negative integer, or operator object | is an array of that length |
 //! | `$exists` | boolean | is (not) missing or null |
 //! | `$type` | `"string"` `"number"` `"boolean"` `"object"` `"array"` `"null"` | has that type |
 //! | `$regex` `$regexi` | regular expression | as a string, matches (`$regexi`: ignoring case) |
+//! | `$notRegex` `$notRegexi` | regular expression | as a string, does not match |
 //! | `$not` | literal or operator object | fails it |
 //! | `$veq` `$vne` `$vgt` `$vgte` `$vlt` `$vlte` | version string | compares so as a version |
 //! | `$inGroup` `$notInGroup` | saved group id | is (not) in the [`SavedGroups`] list |
@@ -58,6 +59,10 @@
 //!   their order, which serde_json does not keep).
 //! - Case-insensitive comparisons lowercase character by character, without the final-sigma rule.
 //! - Inherited JavaScript properties (`"name.constructor"`) are not attributes.
+//! - `$elemMatch` skips only `null` elements, as current GrowthBook SDKs do (older ones skipped
+//!   every falsy element, so `{"$elemMatch": {"$eq": 0}}` never matched).
+//! - `$notRegex`/`$notRegexi` (from GrowthBook's newer SDKs) are supported; the newer top-level
+//!   `$savedGroup` operator is not (it is read as an attribute name, as older SDKs do).
 
 mod error;
 mod eval;

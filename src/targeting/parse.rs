@@ -204,6 +204,7 @@ pub(crate) enum Op {
     Size(Box<ValueTest>),
     Type(JsType),
     Regex(JsRegex),
+    NotRegex(JsRegex),
     Not(Box<ValueTest>),
     Version(VersionOp, Box<str>),
     InGroup(GroupRef),
@@ -230,6 +231,8 @@ const VALUE_OPERATORS: &[&str] = &[
     "$type",
     "$regex",
     "$regexi",
+    "$notRegex",
+    "$notRegexi",
     "$veq",
     "$vne",
     "$vgt",
@@ -573,11 +576,16 @@ fn parse_op(
             };
             Op::Type(ty)
         }
-        "$regex" | "$regexi" => {
+        "$regex" | "$regexi" | "$notRegex" | "$notRegexi" => {
             let Value::String(pattern) = v else {
                 return Err(invalid(ptr, op, "a regular expression string", v));
             };
-            Op::Regex(compile_regex(pattern, op == "$regexi", ptr)?)
+            let re = compile_regex(pattern, op.ends_with('i'), ptr)?;
+            if op.starts_with("$not") {
+                Op::NotRegex(re)
+            } else {
+                Op::Regex(re)
+            }
         }
         "$not" => Op::Not(Box::new(parse_value(v, ptr, depth + 1, out)?)),
         "$veq" | "$vne" | "$vgt" | "$vgte" | "$vlt" | "$vlte" => {
@@ -829,6 +837,14 @@ mod tests {
         assert!(matches!(
             err(json!({"a": {"$regex": "(a)\\1"}})),
             ConditionError::InvalidRegex { .. }
+        ));
+        assert_eq!(
+            err(json!({"a": {"$notRegexi": "("}})).path(),
+            "/a/$notRegexi"
+        );
+        assert!(matches!(
+            err(json!({"a": {"$notRegex": 1}})),
+            ConditionError::InvalidOperand { .. }
         ));
     }
 
