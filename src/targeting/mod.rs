@@ -62,7 +62,7 @@
 //! - `$elemMatch` skips only `null` elements, as current GrowthBook SDKs do (older ones skipped
 //!   every falsy element, so `{"$elemMatch": {"$eq": 0}}` never matched).
 //! - `$notRegex`/`$notRegexi` (from GrowthBook's newer SDKs) are supported; the newer top-level
-//!   `$savedGroup` operator is not (it is read as an attribute name, as older SDKs do).
+//!   `$savedGroup` operator is not, and is rejected rather than read as an attribute name.
 
 mod error;
 mod eval;

@@ -371,6 +371,14 @@ fn parse_cond(
                 }
             }
             "$not" => Clause::Not(Box::new(parse_cond(val, &here, depth + 1, out)?)),
+            // Newer GrowthBook SDKs' typed saved-group reference: unsupported, and reading it as an
+            // attribute name (as older SDKs do) would silently match nobody.
+            "$savedGroup" => {
+                return Err(ConditionError::UnknownOperator {
+                    path: here.render(),
+                    operator: key.clone(),
+                });
+            }
             op if VALUE_OPERATORS.contains(&op) => {
                 return Err(ConditionError::OperatorWithoutAttribute {
                     path: here.render(),
@@ -439,8 +447,32 @@ fn parse_value(
                 .collect::<Result<Box<[_]>, _>>()?;
             ValueTest::Ops(ops)
         }
-        Value::Array(_) | Value::Object(_) => ValueTest::DeepEq(Box::new(v.clone())),
+        Value::Array(_) | Value::Object(_) => {
+            // Structural equality recurses through the literal: keep it within the limit too.
+            if nesting(v, MAX_DEPTH.saturating_sub(depth)) > MAX_DEPTH.saturating_sub(depth) {
+                return Err(ConditionError::TooDeep {
+                    path: ptr.render(),
+                    limit: MAX_DEPTH,
+                });
+            }
+            ValueTest::DeepEq(Box::new(v.clone()))
+        }
     })
+}
+
+/// How deeply `v` nests arrays and objects, counting no further than `limit + 1`.
+fn nesting(v: &Value, limit: usize) -> usize {
+    let deepest = |children: &mut dyn Iterator<Item = &Value>| {
+        if limit == 0 {
+            return 1;
+        }
+        1 + children.map(|c| nesting(c, limit - 1)).max().unwrap_or(0)
+    };
+    match v {
+        Value::Array(items) => deepest(&mut items.iter()),
+        Value::Object(map) => deepest(&mut map.values()),
+        _ => 0,
+    }
 }
 
 fn parse_prim(op: &str, v: &Value, ptr: &Ptr<'_>) -> Result<Prim, ConditionError> {
@@ -753,6 +785,13 @@ mod tests {
             e.to_string(),
             "condition at /age/$gtt: unknown operator $gtt"
         );
+        assert_eq!(
+            err(json!({"$savedGroup": "grp"})),
+            ConditionError::UnknownOperator {
+                path: "/$savedGroup".into(),
+                operator: "$savedGroup".into()
+            }
+        );
         // Logical operators do not apply to values (GrowthBook: unknown operator).
         assert_eq!(err(json!({"a": {"$or": [{"$eq": 1}]}})).path(), "/a/$or");
     }
@@ -892,6 +931,15 @@ mod tests {
             err(json!({"a": value})),
             ConditionError::TooDeep { .. }
         ));
+        let mut literal = json!(1);
+        for _ in 0..100 {
+            literal = json!([literal]);
+        }
+        let e = err(json!({"a": literal}));
+        assert!(matches!(e, ConditionError::TooDeep { .. }), "{e:?}");
+        assert_eq!(e.path(), "/a");
+        assert_eq!(nesting(&json!([[1], {"a": [2]}]), 10), 3);
+        assert_eq!(nesting(&json!([[[[1]]]]), 2), 3);
     }
 
     #[test]
