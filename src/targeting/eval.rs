@@ -1,8 +1,9 @@
 //! Evaluating a parsed condition against attributes, with GrowthBook's semantics.
 //!
 //! Nothing here allocates: values are borrowed from the attributes, strings are compared as
-//! streams and numbers are formatted on the stack (see `js`). The one exception is `$regex` on an
-//! array attribute whose JavaScript string form exceeds 256 bytes.
+//! streams and numbers are formatted on the stack (see `js`). The one exception is a regex operator
+//! (`$regex`, `$notRegex`, ...) on an array attribute whose JavaScript string form (its elements
+//! joined with commas) exceeds 256 bytes: that string is built on the heap.
 
 use std::cmp::Ordering;
 
@@ -24,6 +25,10 @@ enum Found<'a> {
 impl AttrPath {
     /// GrowthBook's `getPath`: a missing key (or indexing into a non-object) gives `null`.
     fn lookup<'a>(&self, obj: &'a Value) -> Found<'a> {
+        // The common case: a top-level attribute.
+        if let ([seg], Value::Object(map)) = (&*self.segments, obj) {
+            return Found::Val(map.get(&*seg.key).unwrap_or(&js::NULL));
+        }
         let mut cur = obj;
         let mut segments = self.segments.iter().peekable();
         while let Some(seg) = segments.next() {

@@ -195,8 +195,9 @@ impl Condition {
 
     /// Whether `attributes` (a JSON object) satisfy the condition.
     ///
-    /// Never fails and never allocates (with one documented exception: `$regex` on an array
-    /// attribute whose JavaScript string form exceeds 256 bytes). Attributes that are not an object
+    /// Never fails and never allocates, with one exception: a regex operator applied to an array
+    /// attribute whose JavaScript string form (elements joined with commas) exceeds 256 bytes builds
+    /// that string on the heap. Attributes that are not an object
     /// match only the empty condition. Saved groups that were not bound count as empty.
     ///
     /// # Examples
