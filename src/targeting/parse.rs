@@ -684,7 +684,16 @@ fn translate_js_regex(pattern: &str) -> String {
                 Some('W') => out.push_str("[^0-9A-Za-z_]"),
                 Some('b') if !in_class => out.push_str(r"(?-u:\b)"),
                 Some('B') if !in_class => out.push_str(r"(?-u:\B)"),
+                // Inside a class JavaScript's `\b` is a backspace.
+                Some('b') => out.push_str(r"\x08"),
                 Some('/') => out.push('/'),
+                Some('0') if !chars.peek().is_some_and(char::is_ascii_digit) => {
+                    out.push_str(r"\x00");
+                }
+                Some('c') if chars.peek().is_some_and(char::is_ascii_alphabetic) => {
+                    let letter = chars.next().map_or(0, |l| u32::from(l) % 32);
+                    out.push_str(&format!(r"\x{{{letter:02X}}}"));
+                }
                 Some(other) => {
                     out.push('\\');
                     out.push(other);
@@ -708,10 +717,28 @@ fn translate_js_regex(pattern: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
+            // Outside a counted repetition (`{2}`, `{2,}`, `{2,5}`) JavaScript reads braces as
+            // literals.
+            '{' if !in_class && !is_counted_repetition(chars.clone()) => out.push_str(r"\{"),
             _ => out.push(c),
         }
     }
     out
+}
+
+/// Whether the characters after a `{` complete a counted repetition: `n}`, `n,}` or `n,m}`.
+fn is_counted_repetition(mut rest: impl Iterator<Item = char>) -> bool {
+    let mut digits = 0;
+    let mut comma = false;
+    for c in rest.by_ref() {
+        match c {
+            '0'..='9' => digits += 1,
+            ',' if digits > 0 && !comma => comma = true,
+            '}' => return digits > 0,
+            _ => return false,
+        }
+    }
+    false
 }
 
 fn compile_regex(
@@ -1022,7 +1049,18 @@ mod tests {
         assert_eq!(translate_js_regex(r"a\/b"), "a/b");
         assert_eq!(translate_js_regex(r"[[&~\d]"), r"[\[\&\~[0-9]]");
         assert_eq!(translate_js_regex(r"x[]y[^]"), r"x[^\s\S]y[\s\S]");
-        for p in [r"^\d+$", r"[[&~\d]", r"\bx\B", r"x[]y[^]", r"[\w-]"] {
+        assert_eq!(translate_js_regex(r"[\b]\0\cJ\c"), r"[\x08]\x00\x{0A}\c");
+        assert_eq!(translate_js_regex(r"a{2}b{2,}c{2,5}"), r"a{2}b{2,}c{2,5}");
+        assert_eq!(translate_js_regex(r"{x}a{,3}b{"), r"\{x}a\{,3}b\{");
+        for p in [
+            r"^\d+$",
+            r"[[&~\d]",
+            r"\bx\B",
+            r"x[]y[^]",
+            r"[\w-]",
+            r"[\b]\0\cJ",
+            r"{x}a{,3}b{",
+        ] {
             assert!(Regex::new(&translate_js_regex(p)).is_ok(), "{p}");
         }
     }
