@@ -686,6 +686,17 @@ mod tests {
             &[json!({"a": "a/b"})],
             &[json!({"a": "ab"})],
         );
+        // Braces that are not a counted repetition are literals, as in JavaScript.
+        table(
+            json!({"a": {"$regex": "^{x}a{,2}$"}}),
+            &[json!({"a": "{x}a{,2}"})],
+            &[json!({"a": "xaa"})],
+        );
+        table(
+            json!({"a": {"$regex": "^a{2}$"}}),
+            &[json!({"a": "aa"})],
+            &[json!({"a": "a{2}"})],
+        );
         table(
             json!({"a": {"$notRegex": "^ab"}}),
             &[json!({"a": "Abc"}), json!({})],
