@@ -9,11 +9,11 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
-use super::groups::InList;
-use super::js;
-use super::parse::{
+use super::ast::{
     AttrPath, Clause, CondNode, ElemMatch, GroupRef, Op, Prim, Rel, StrLit, ValueTest, VersionOp,
 };
+use super::groups::InList;
+use super::js;
 use super::version;
 
 /// The value a path names: borrowed, or the length of an array (`"tags.length"`).
@@ -212,9 +212,9 @@ impl Op {
                 _ => false,
             },
             Self::Type(ty) => js::type_name(v) == ty.name(),
-            Self::Regex(re) => js::with_js_string(v, |s| re.re.is_match(s)),
+            Self::Regex(re) => js::with_js_string(v, |s| re.is_match(s)),
             // Anything that cannot be converted (absurdly nested arrays) matches neither.
-            Self::NotRegex(re) => js::with_js_string(v, |s| !re.re.is_match(s)),
+            Self::NotRegex(re) => js::with_js_string(v, |s| !re.is_match(s)),
             Self::Not(test) => !test.eval(v, false),
             Self::Version(op, expected) => {
                 let ord = version::compare(v, expected);

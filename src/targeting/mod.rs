@@ -64,10 +64,12 @@
 //! - `$notRegex`/`$notRegexi` (from GrowthBook's newer SDKs) are supported; the newer top-level
 //!   `$savedGroup` operator is not, and is rejected rather than read as an attribute name.
 
+mod ast;
 mod error;
 mod eval;
 mod groups;
 mod js;
+mod jsregex;
 mod parse;
 mod version;
 
@@ -80,7 +82,7 @@ use serde_json::Value;
 pub use error::ConditionError;
 pub use groups::SavedGroups;
 
-use parse::{Clause, CondNode, ElemMatch, GroupRef, Op, ValueTest};
+use ast::{Clause, CondNode, ElemMatch, GroupRef, Op, ValueTest};
 
 /// A parsed targeting condition: immutable, cheap to clone (shared), `Send + Sync`.
 ///

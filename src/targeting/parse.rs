@@ -1,215 +1,18 @@
 //! Parsing a JSON condition into the precompiled tree that `eval` walks.
 
-use std::sync::Arc;
-
-use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 
+use super::ast::{
+    AttrPath, Clause, CondNode, ElemMatch, GroupRef, JsType, Op, Prim, Rel, Segment, StrLit,
+    ValueTest, VersionOp,
+};
 use super::error::{ConditionError, show};
 use super::groups::InList;
+use super::jsregex::JsRegex;
 use super::{js, version};
 
 /// How deeply conditions and operators may nest.
 pub(crate) const MAX_DEPTH: usize = 64;
-
-/// A condition object: every clause must pass (GrowthBook's `evalCondition`).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct CondNode {
-    pub(crate) clauses: Box<[Clause]>,
-}
-
-/// One key of a condition object.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Clause {
-    /// `$or`: any passes; an empty list passes.
-    Or(Box<[CondNode]>),
-    /// `$nor`: not `$or` (so an empty list fails, as in GrowthBook).
-    Nor(Box<[CondNode]>),
-    /// `$and`: all pass.
-    And(Box<[CondNode]>),
-    /// `$not`: the condition fails.
-    Not(Box<CondNode>),
-    /// An attribute path and the test its value must pass.
-    Path { path: AttrPath, test: ValueTest },
-}
-
-/// A dotted attribute path, split once.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct AttrPath {
-    pub(crate) segments: Box<[Segment]>,
-}
-
-/// One part of a dotted path.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Segment {
-    pub(crate) key: Box<str>,
-    /// The array index this key names (JavaScript's `"2" in array`), if canonical.
-    pub(crate) index: Option<usize>,
-}
-
-/// A test on one value (GrowthBook's `evalConditionValue`).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum ValueTest {
-    /// A string condition: `String(value) === s`.
-    StrEq(StrLit),
-    /// A number condition: `Number(value) === n`.
-    NumEq(f64),
-    /// A boolean condition: `value !== null && !!value === b`.
-    BoolEq(bool),
-    /// A `null` condition: `value === null`.
-    IsNull,
-    /// An array, or an object that is not all operators: JSON equality.
-    DeepEq(Box<Value>),
-    /// An operator object: every operator must pass.
-    Ops(Box<[Op]>),
-}
-
-/// A string literal with its precomputed comparison forms.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct StrLit {
-    pub(crate) s: Box<str>,
-    /// The number whose JavaScript string form is exactly `s`, if any.
-    pub(crate) as_num: Option<f64>,
-    /// `s` lowercased, for `$alli`.
-    pub(crate) lower: Box<str>,
-}
-
-impl StrLit {
-    fn new(s: &str) -> Self {
-        let x = js::string_to_number(s);
-        let as_num = (x.is_finite() && js::number_to_string(x) == s).then_some(x);
-        Self {
-            s: s.into(),
-            as_num,
-            lower: js::lowercase(s).into_boxed_str(),
-        }
-    }
-}
-
-/// A primitive operand of `$eq`, `$ne`, `$lt`, `$lte`, `$gt`, `$gte`.
-#[derive(Debug, Clone)]
-pub(crate) enum Prim {
-    /// A string and its `Number(s)` (often NaN).
-    Str {
-        s: Box<str>,
-        num: f64,
-    },
-    Num(f64),
-    Bool(bool),
-    Null,
-}
-
-impl PartialEq for Prim {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            // `num` follows from `s` (and may be NaN, which never equals itself).
-            (Self::Str { s: a, .. }, Self::Str { s: b, .. }) => a == b,
-            (Self::Num(a), Self::Num(b)) => a == b,
-            (Self::Bool(a), Self::Bool(b)) => a == b,
-            (Self::Null, Self::Null) => true,
-            _ => false,
-        }
-    }
-}
-
-/// Relational operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Rel {
-    Lt,
-    Lte,
-    Gt,
-    Gte,
-}
-
-/// Version operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum VersionOp {
-    Eq,
-    Ne,
-    Gt,
-    Gte,
-    Lt,
-    Lte,
-}
-
-/// `$type` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum JsType {
-    String,
-    Number,
-    Boolean,
-    Object,
-    Array,
-    Null,
-}
-
-impl JsType {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::String => "string",
-            Self::Number => "number",
-            Self::Boolean => "boolean",
-            Self::Object => "object",
-            Self::Array => "array",
-            Self::Null => "null",
-        }
-    }
-}
-
-/// A compiled `$regex`/`$regexi`.
-#[derive(Debug, Clone)]
-pub(crate) struct JsRegex {
-    pub(crate) pattern: Box<str>,
-    pub(crate) insensitive: bool,
-    pub(crate) re: Regex,
-}
-
-impl PartialEq for JsRegex {
-    fn eq(&self, other: &Self) -> bool {
-        self.pattern == other.pattern && self.insensitive == other.insensitive
-    }
-}
-
-/// `$elemMatch`'s operand.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum ElemMatch {
-    /// An operator object, applied to each element.
-    Value(ValueTest),
-    /// A condition, evaluated with each element as the attributes.
-    Cond(CondNode),
-}
-
-/// A saved group reference; `set` is `None` until bound (an unbound group is empty).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct GroupRef {
-    pub(crate) id: Box<str>,
-    pub(crate) pointer: Box<str>,
-    pub(crate) set: Option<Arc<InList>>,
-}
-
-/// One operator of an operator object.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Op {
-    Eq(Prim),
-    Ne(Prim),
-    Rel(Rel, Prim),
-    Exists(bool),
-    In(InList),
-    Nin(InList),
-    Ini(InList),
-    Nini(InList),
-    All(Box<[ValueTest]>),
-    Alli(Box<[ValueTest]>),
-    ElemMatch(Box<ElemMatch>),
-    Size(Box<ValueTest>),
-    Type(JsType),
-    Regex(JsRegex),
-    NotRegex(JsRegex),
-    Not(Box<ValueTest>),
-    Version(VersionOp, Box<str>),
-    InGroup(GroupRef),
-    NotInGroup(GroupRef),
-}
 
 /// Operators that apply to an attribute's value.
 const VALUE_OPERATORS: &[&str] = &[
@@ -612,7 +415,13 @@ fn parse_op(
             let Value::String(pattern) = v else {
                 return Err(invalid(ptr, op, "a regular expression string", v));
             };
-            let re = compile_regex(pattern, op.ends_with('i'), ptr)?;
+            let re = JsRegex::new(pattern, op.ends_with('i')).map_err(|reason| {
+                ConditionError::InvalidRegex {
+                    path: ptr.render(),
+                    pattern: pattern.clone(),
+                    reason,
+                }
+            })?;
             if op.starts_with("$not") {
                 Op::NotRegex(re)
             } else {
@@ -666,111 +475,6 @@ fn parse_op(
             });
         }
     })
-}
-
-/// Rewrites the JavaScript escapes whose meaning differs in the `regex` crate: JavaScript's `\d`,
-/// `\w` and `\b` are ASCII-only, and inside a class `[` is a literal (the `regex` crate would nest a
-/// class) as are `&` and `~` (set operators there). `[]` matches nothing and `[^]` anything.
-fn translate_js_regex(pattern: &str) -> String {
-    let mut out = String::with_capacity(pattern.len() + 8);
-    let mut chars = pattern.chars().peekable();
-    let mut in_class = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some('d') => out.push_str("[0-9]"),
-                Some('D') => out.push_str("[^0-9]"),
-                Some('w') => out.push_str("[0-9A-Za-z_]"),
-                Some('W') => out.push_str("[^0-9A-Za-z_]"),
-                Some('b') if !in_class => out.push_str(r"(?-u:\b)"),
-                Some('B') if !in_class => out.push_str(r"(?-u:\B)"),
-                // Inside a class JavaScript's `\b` is a backspace.
-                Some('b') => out.push_str(r"\x08"),
-                Some('/') => out.push('/'),
-                Some('0') if !chars.peek().is_some_and(char::is_ascii_digit) => {
-                    out.push_str(r"\x00");
-                }
-                Some('c') if chars.peek().is_some_and(char::is_ascii_alphabetic) => {
-                    let letter = chars.next().map_or(0, |l| u32::from(l) % 32);
-                    out.push_str(&format!(r"\x{{{letter:02X}}}"));
-                }
-                Some(other) => {
-                    out.push('\\');
-                    out.push(other);
-                }
-                None => out.push('\\'),
-            },
-            '[' if !in_class => {
-                let negated = chars.next_if_eq(&'^').is_some();
-                if chars.next_if_eq(&']').is_some() {
-                    out.push_str(if negated { r"[\s\S]" } else { r"[^\s\S]" });
-                } else {
-                    in_class = true;
-                    out.push_str(if negated { "[^" } else { "[" });
-                }
-            }
-            ']' if in_class => {
-                in_class = false;
-                out.push(']');
-            }
-            '[' | '&' | '~' if in_class => {
-                out.push('\\');
-                out.push(c);
-            }
-            // Outside a counted repetition (`{2}`, `{2,}`, `{2,5}`) JavaScript reads braces as
-            // literals.
-            '{' if !in_class && !is_counted_repetition(chars.clone()) => out.push_str(r"\{"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// Whether the characters after a `{` complete a counted repetition: `n}`, `n,}` or `n,m}`.
-fn is_counted_repetition(mut rest: impl Iterator<Item = char>) -> bool {
-    let mut digits = 0;
-    let mut comma = false;
-    for c in rest.by_ref() {
-        match c {
-            '0'..='9' => digits += 1,
-            ',' if digits > 0 && !comma => comma = true,
-            '}' => return digits > 0,
-            _ => return false,
-        }
-    }
-    false
-}
-
-fn compile_regex(
-    pattern: &str,
-    insensitive: bool,
-    ptr: &Ptr<'_>,
-) -> Result<JsRegex, ConditionError> {
-    let re = RegexBuilder::new(&translate_js_regex(pattern))
-        .case_insensitive(insensitive)
-        .build()
-        .map_err(|e| ConditionError::InvalidRegex {
-            path: ptr.render(),
-            pattern: pattern.to_owned(),
-            reason: regex_reason(&e),
-        })?;
-    Ok(JsRegex {
-        pattern: pattern.into(),
-        insensitive,
-        re,
-    })
-}
-
-/// The one-line reason from the `regex` crate's multi-line error.
-fn regex_reason(e: &regex::Error) -> String {
-    let text = e.to_string();
-    text.lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix("error: "))
-        .map_or_else(
-            || text.split_whitespace().collect::<Vec<_>>().join(" "),
-            str::to_owned,
-        )
 }
 
 #[cfg(test)]
@@ -1036,32 +740,5 @@ mod tests {
         let ids: Vec<&str> = out.groups.iter().map(|g| &**g).collect();
         assert_eq!(ids.len(), 2);
         assert!(ids.contains(&"g1") && ids.contains(&"g2"));
-    }
-
-    #[test]
-    fn regex_translation() {
-        assert_eq!(translate_js_regex(r"^\d+$"), "^[0-9]+$");
-        assert_eq!(
-            translate_js_regex(r"\w\W\D"),
-            "[0-9A-Za-z_][^0-9A-Za-z_][^0-9]"
-        );
-        assert_eq!(translate_js_regex(r"\bx\B"), r"(?-u:\b)x(?-u:\B)");
-        assert_eq!(translate_js_regex(r"a\/b"), "a/b");
-        assert_eq!(translate_js_regex(r"[[&~\d]"), r"[\[\&\~[0-9]]");
-        assert_eq!(translate_js_regex(r"x[]y[^]"), r"x[^\s\S]y[\s\S]");
-        assert_eq!(translate_js_regex(r"[\b]\0\cJ\c"), r"[\x08]\x00\x{0A}\c");
-        assert_eq!(translate_js_regex(r"a{2}b{2,}c{2,5}"), r"a{2}b{2,}c{2,5}");
-        assert_eq!(translate_js_regex(r"{x}a{,3}b{"), r"\{x}a\{,3}b\{");
-        for p in [
-            r"^\d+$",
-            r"[[&~\d]",
-            r"\bx\B",
-            r"x[]y[^]",
-            r"[\w-]",
-            r"[\b]\0\cJ",
-            r"{x}a{,3}b{",
-        ] {
-            assert!(Regex::new(&translate_js_regex(p)).is_ok(), "{p}");
-        }
     }
 }
