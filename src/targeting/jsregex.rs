@@ -1,0 +1,173 @@
+//! JavaScript regular expressions (`$regex`, `$regexi`, `$notRegex`, `$notRegexi`) on top of the
+//! `regex` crate.
+//!
+//! The few JavaScript constructs whose meaning differs in the `regex` crate are rewritten before
+//! compiling; what the `regex` crate cannot do at all (look-around, back-references) is rejected.
+
+use regex::{Regex, RegexBuilder};
+
+/// A compiled `$regex`, `$regexi`, `$notRegex` or `$notRegexi` pattern.
+#[derive(Debug, Clone)]
+pub(crate) struct JsRegex {
+    pattern: Box<str>,
+    insensitive: bool,
+    re: Regex,
+}
+
+impl PartialEq for JsRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.pattern == other.pattern && self.insensitive == other.insensitive
+    }
+}
+
+/// Rewrites the JavaScript escapes whose meaning differs in the `regex` crate: JavaScript's `\d`,
+/// `\w` and `\b` are ASCII-only, and inside a class `[` is a literal (the `regex` crate would nest a
+/// class) as are `&` and `~` (set operators there). `[]` matches nothing and `[^]` anything.
+fn translate_js_regex(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut chars = pattern.chars().peekable();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('d') => out.push_str("[0-9]"),
+                Some('D') => out.push_str("[^0-9]"),
+                Some('w') => out.push_str("[0-9A-Za-z_]"),
+                Some('W') => out.push_str("[^0-9A-Za-z_]"),
+                Some('b') if !in_class => out.push_str(r"(?-u:\b)"),
+                Some('B') if !in_class => out.push_str(r"(?-u:\B)"),
+                // Inside a class JavaScript's `\b` is a backspace.
+                Some('b') => out.push_str(r"\x08"),
+                Some('/') => out.push('/'),
+                Some('0') if !chars.peek().is_some_and(char::is_ascii_digit) => {
+                    out.push_str(r"\x00");
+                }
+                Some('c') if chars.peek().is_some_and(char::is_ascii_alphabetic) => {
+                    let letter = chars.next().map_or(0, |l| u32::from(l) % 32);
+                    out.push_str(&format!(r"\x{{{letter:02X}}}"));
+                }
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            },
+            '[' if !in_class => {
+                let negated = chars.next_if_eq(&'^').is_some();
+                if chars.next_if_eq(&']').is_some() {
+                    out.push_str(if negated { r"[\s\S]" } else { r"[^\s\S]" });
+                } else {
+                    in_class = true;
+                    out.push_str(if negated { "[^" } else { "[" });
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(']');
+            }
+            '[' | '&' | '~' if in_class => {
+                out.push('\\');
+                out.push(c);
+            }
+            // Outside a counted repetition (`{2}`, `{2,}`, `{2,5}`) JavaScript reads braces as
+            // literals.
+            '{' if !in_class && !is_counted_repetition(chars.clone()) => out.push_str(r"\{"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether the characters after a `{` complete a counted repetition: `n}`, `n,}` or `n,m}`.
+fn is_counted_repetition(mut rest: impl Iterator<Item = char>) -> bool {
+    let mut digits = 0;
+    let mut comma = false;
+    for c in rest.by_ref() {
+        match c {
+            '0'..='9' => digits += 1,
+            ',' if digits > 0 && !comma => comma = true,
+            '}' => return digits > 0,
+            _ => return false,
+        }
+    }
+    false
+}
+
+impl JsRegex {
+    /// Compiles a JavaScript pattern; the error is a one-line reason.
+    pub(crate) fn new(pattern: &str, insensitive: bool) -> Result<Self, String> {
+        let re = RegexBuilder::new(&translate_js_regex(pattern))
+            .case_insensitive(insensitive)
+            .build()
+            .map_err(|e| regex_reason(&e))?;
+        Ok(Self {
+            pattern: pattern.into(),
+            insensitive,
+            re,
+        })
+    }
+
+    /// Whether the pattern matches somewhere in `s` (JavaScript's `RegExp.prototype.test`).
+    pub(crate) fn is_match(&self, s: &str) -> bool {
+        self.re.is_match(s)
+    }
+}
+
+/// The one-line reason from the `regex` crate's multi-line error.
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .map_or_else(
+            || text.split_whitespace().collect::<Vec<_>>().join(" "),
+            str::to_owned,
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regex_translation() {
+        assert_eq!(translate_js_regex(r"^\d+$"), "^[0-9]+$");
+        assert_eq!(
+            translate_js_regex(r"\w\W\D"),
+            "[0-9A-Za-z_][^0-9A-Za-z_][^0-9]"
+        );
+        assert_eq!(translate_js_regex(r"\bx\B"), r"(?-u:\b)x(?-u:\B)");
+        assert_eq!(translate_js_regex(r"a\/b"), "a/b");
+        assert_eq!(translate_js_regex(r"[[&~\d]"), r"[\[\&\~[0-9]]");
+        assert_eq!(translate_js_regex(r"x[]y[^]"), r"x[^\s\S]y[\s\S]");
+        assert_eq!(translate_js_regex(r"[\b]\0\cJ\c"), r"[\x08]\x00\x{0A}\c");
+        assert_eq!(translate_js_regex(r"a{2}b{2,}c{2,5}"), r"a{2}b{2,}c{2,5}");
+        assert_eq!(translate_js_regex(r"{x}a{,3}b{"), r"\{x}a\{,3}b\{");
+        for p in [
+            r"^\d+$",
+            r"[[&~\d]",
+            r"\bx\B",
+            r"x[]y[^]",
+            r"[\w-]",
+            r"[\b]\0\cJ",
+            r"{x}a{,3}b{",
+        ] {
+            assert!(Regex::new(&translate_js_regex(p)).is_ok(), "{p}");
+        }
+    }
+
+    #[test]
+    fn compile_errors_are_one_line() {
+        let reason = JsRegex::new("(unclosed", false).unwrap_err();
+        assert_eq!(reason, "unclosed group");
+        assert!(
+            JsRegex::new("a(?=b)", false)
+                .unwrap_err()
+                .contains("look-around")
+        );
+        let ci = JsRegex::new("^AB", true).unwrap();
+        assert!(ci.is_match("abc") && !ci.is_match("cab"));
+        assert_eq!(ci, JsRegex::new("^AB", true).unwrap());
+        assert_ne!(ci, JsRegex::new("^AB", false).unwrap());
+    }
+}
