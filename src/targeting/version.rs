@@ -21,6 +21,9 @@ const PAD: usize = 5;
 fn core(input: &str) -> &str {
     let s = input.strip_prefix('v').unwrap_or(input);
     let bytes = s.as_bytes();
+    if !bytes.contains(&b'+') {
+        return s;
+    }
     // Line terminators: \n, \r, U+2028 and U+2029 (E2 80 A8 / E2 80 A9 in UTF-8).
     let start = bytes
         .iter()
