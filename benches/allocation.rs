@@ -113,5 +113,50 @@ fn allocator(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, floor, allocator);
+/// `allocation/assign/{k}_variants/{len}B`: a whole experiment decision
+/// (`CompiledExperiment::assign`: status, unit id, overrides, targeting, traffic and variant
+/// hashes) for a running experiment at full traffic with the same weights.
+// Bench setup from constant, valid input: a failure here is a bug in this file.
+#[allow(clippy::expect_used)]
+fn assign(c: &mut Criterion) {
+    let mut group = c.benchmark_group("allocation");
+    group.throughput(Throughput::Elements(1));
+    let lab = abkit::Lab::new();
+    for variants in [2_usize, 3, 10] {
+        let variant_list: Vec<serde_json::Value> = bench_weights(variants)
+            .as_slice()
+            .iter()
+            .enumerate()
+            .map(|(i, w)| serde_json::json!({"id": format!("v{i}"), "weight": w.basis_points()}))
+            .collect();
+        let new: abkit::NewExperiment = serde_json::from_value(serde_json::json!({
+            "name": format!("bench {variants}"), "variants": variant_list
+        }))
+        .expect("valid experiment");
+        let e = lab.create_experiment(new).expect("created");
+        lab.start(e.id().as_str()).expect("started");
+        let compiled = lab.compiled_experiment(e.id().as_str()).expect("compiled");
+        for len in UNIT_LENGTHS {
+            let contexts: Vec<abkit::Context> = unit_ids(len, UNIT_COUNT)
+                .into_iter()
+                .map(|id| abkit::Context::new(String::from_utf8(id).expect("ascii")))
+                .collect();
+            let id = BenchmarkId::new(format!("assign/{variants}_variants"), format!("{len}B"));
+            group.bench_function(id, |b| {
+                let mut i = 0_usize;
+                b.iter(|| {
+                    i = (i + 1) & (UNIT_COUNT - 1);
+                    black_box(
+                        black_box(&compiled)
+                            .assign(black_box(&contexts[i]))
+                            .variant_index(),
+                    )
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, floor, allocator, assign);
 criterion_main!(benches);

@@ -246,7 +246,10 @@ impl CompiledExperiment {
         }
         let bytes = unit.as_bytes();
         out.unit = Some(unit);
-        if let Some(&v) = self.overrides.get(unit) {
+        if let Some(&v) = (!self.overrides.is_empty())
+            .then(|| self.overrides.get(unit))
+            .flatten()
+        {
             out.variant = Some(v);
             out.reason = Reason::Forced;
             return out;

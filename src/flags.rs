@@ -279,21 +279,51 @@ impl std::fmt::Debug for CompiledFlag {
     }
 }
 
-/// The flag index of a snapshot: project → key → (environment-specific, every-environment).
+/// The flags of one key in one project: the one for every environment and the
+/// environment-specific ones.
+#[derive(Debug, Default)]
+struct KeyEntry {
+    project: Box<str>,
+    key: Box<str>,
+    any: Option<usize>,
+    per_env: Vec<(Box<str>, usize)>,
+}
+
+impl KeyEntry {
+    fn for_env(&self, environment: &str) -> Option<usize> {
+        self.per_env
+            .iter()
+            .find(|(e, _)| &**e == environment)
+            .map(|(_, i)| *i)
+            .or(self.any)
+    }
+}
+
+/// The flag index of a snapshot. Lookups hash (project, key) once into a `u64` and compare the
+/// strings of the (almost always single) entry found; `evaluate_all` walks a per-project list
+/// sorted by key.
 #[derive(Debug, Default)]
 pub(crate) struct FlagIndex {
-    flags: Vec<Arc<CompiledFlag>>,
-    by_key: FastMap<Box<str>, FastMap<Box<str>, Vec<(Option<Box<str>>, usize)>>>,
+    flags: Vec<CompiledFlag>,
+    entries: Vec<KeyEntry>,
+    by_hash: std::collections::HashMap<u64, Vec<usize>, crate::hashing::IdentityBuild>,
+    by_project: FastMap<Box<str>, Vec<usize>>,
+    keys: crate::hashing::Seeded,
 }
 
 impl FlagIndex {
-    fn find(&self, project: &str, environment: &str, key: &str) -> Option<&Arc<CompiledFlag>> {
-        let entries = self.by_key.get(project)?.get(key)?;
-        let specific = entries
+    fn find(&self, project: &str, environment: &str, key: &str) -> Option<usize> {
+        let h = self.keys.hash_pair(project, key);
+        let candidates = self.by_hash.get(&h)?;
+        candidates
             .iter()
-            .find(|(e, _)| e.as_deref() == Some(environment));
-        let any = entries.iter().find(|(e, _)| e.is_none());
-        specific.or(any).and_then(|(_, i)| self.flags.get(*i))
+            .filter_map(|&i| self.entries.get(i))
+            .find(|e| &*e.project == project && &*e.key == key)
+            .and_then(|e| e.for_env(environment))
+    }
+
+    fn flag(&self, i: usize) -> Option<&CompiledFlag> {
+        self.flags.get(i)
     }
 }
 
@@ -303,6 +333,7 @@ pub(crate) fn compile_flags(
     groups: &SavedGroups,
 ) -> Result<(), Error> {
     let mut index = FlagIndex::default();
+    let mut entry_of: BTreeMap<(String, String), usize> = BTreeMap::new();
     for r in lab.storage().list_records(RecordKind::Flag)? {
         let mut flag: Flag = serde_json::from_value(r.body.clone()).map_err(|e| {
             Error::Storage(crate::storage::StorageError::Corrupt(format!(
@@ -339,18 +370,37 @@ pub(crate) fn compile_flags(
             })
             .collect();
         let i = index.flags.len();
-        index
-            .by_key
-            .entry(flag.project_id.as_str().into())
-            .or_default()
-            .entry(flag.key.as_str().into())
-            .or_default()
-            .push((flag.environment.as_deref().map(Box::from), i));
-        index.flags.push(Arc::new(CompiledFlag {
+        let slot = *entry_of
+            .entry((flag.project_id.to_string(), flag.key.to_string()))
+            .or_insert_with(|| {
+                index.entries.push(KeyEntry {
+                    project: flag.project_id.as_str().into(),
+                    key: flag.key.as_str().into(),
+                    ..KeyEntry::default()
+                });
+                index.entries.len() - 1
+            });
+        if let Some(entry) = index.entries.get_mut(slot) {
+            match &flag.environment {
+                None => entry.any = Some(i),
+                Some(env) => entry.per_env.push((env.as_str().into(), i)),
+            }
+        }
+        index.flags.push(CompiledFlag {
             flag,
             rules,
             experiments,
-        }));
+        });
+    }
+    // entry_of iterates sorted by (project, key): per-project lists come out sorted by key.
+    for ((project, key), slot) in entry_of {
+        let h = index.keys.hash_pair(&project, &key);
+        index.by_hash.entry(h).or_default().push(slot);
+        index
+            .by_project
+            .entry(project.into())
+            .or_default()
+            .push(slot);
     }
     snapshot.flags = index;
     Ok(())
@@ -396,10 +446,13 @@ enum Source {
     Variant(usize, u32),
 }
 
-/// The result of evaluating one flag. Holds the snapshot it read (an `Arc`, no copy).
-#[derive(Clone)]
+type SnapshotGuard = arc_swap::Guard<Arc<Snapshot>>;
+
+/// The result of evaluating one flag. Holds the snapshot it read (an `arc-swap` guard: no
+/// reference count is touched, no copy is made).
 pub struct Evaluation<'c> {
-    flag: Option<Arc<CompiledFlag>>,
+    snapshot: SnapshotGuard,
+    flag: Option<usize>,
     source: Source,
     reason: EvaluationReason,
     error: Option<ErrorCode>,
@@ -420,26 +473,40 @@ impl std::fmt::Debug for Evaluation<'_> {
 
 static NULL: Value = Value::Null;
 
+fn value_of(f: &CompiledFlag, source: Source) -> &Value {
+    match source {
+        Source::None => &NULL,
+        Source::Default => &f.flag.default_value,
+        Source::Rule(i) => f.rules.get(i).map_or(&NULL, |r| &r.value),
+        Source::Variant(e, v) => f
+            .experiments
+            .get(e)
+            .and_then(|(_, x)| x.experiment().variants().get(v as usize))
+            .and_then(|v| v.value.as_ref())
+            .unwrap_or(&NULL),
+    }
+}
+
+fn rule_id_of(f: &CompiledFlag, source: Source) -> Option<&str> {
+    match source {
+        Source::Rule(i) => f.rules.get(i).map(|r| r.id.as_str()),
+        _ => None,
+    }
+}
+
 impl<'c> Evaluation<'c> {
+    fn compiled(&self) -> Option<&CompiledFlag> {
+        self.flag.and_then(|i| self.snapshot.flags.flag(i))
+    }
+
     /// The value served (`null` for a flag not found).
     pub fn value(&self) -> &Value {
-        let Some(f) = &self.flag else { return &NULL };
-        match self.source {
-            Source::None => &NULL,
-            Source::Default => &f.flag.default_value,
-            Source::Rule(i) => f.rules.get(i).map_or(&NULL, |r| &r.value),
-            Source::Variant(e, v) => f
-                .experiments
-                .get(e)
-                .and_then(|(_, x)| x.experiment().variants().get(v as usize))
-                .and_then(|v| v.value.as_ref())
-                .unwrap_or(&NULL),
-        }
+        self.compiled().map_or(&NULL, |f| value_of(f, self.source))
     }
 
     /// The experiment variant served, if an experiment decided.
     pub fn variant_key(&self) -> Option<&VariantKey> {
-        match (&self.flag, self.source) {
+        match (self.compiled(), self.source) {
             (Some(f), Source::Variant(e, v)) => f
                 .experiments
                 .get(e)
@@ -451,10 +518,7 @@ impl<'c> Evaluation<'c> {
 
     /// The id of the rule that matched.
     pub fn rule_id(&self) -> Option<&str> {
-        match (&self.flag, self.source) {
-            (Some(f), Source::Rule(i)) => f.rules.get(i).map(|r| r.id.as_str()),
-            _ => None,
-        }
+        self.compiled().and_then(|f| rule_id_of(f, self.source))
     }
 
     /// Why.
@@ -470,7 +534,7 @@ impl<'c> Evaluation<'c> {
     /// The exposure this evaluation implies (when an experiment allocated the unit); record it
     /// through [`Lab::record_exposure`].
     pub fn exposure(&self) -> Option<Exposure<'_>> {
-        let (Some(f), Source::Variant(e, _)) = (&self.flag, self.source) else {
+        let (Some(f), Source::Variant(e, _)) = (self.compiled(), self.source) else {
             return None;
         };
         let (_, x) = f.experiments.get(e)?;
@@ -493,53 +557,101 @@ impl<'c> Evaluation<'c> {
     }
 }
 
-/// One flag in the flag API's evaluate response: `{"value": …, "rule_id": …}`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct FlagValue {
-    /// The value.
-    pub value: Value,
-    /// The matching rule's id, or null.
-    pub rule_id: Option<String>,
-}
-
-/// The flag API's evaluate response: `{"flags": {key: {"value": …, "rule_id": …}}}`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// The flag API's evaluate response: `{"flags": {key: {"value": …, "rule_id": …}}}`, keys
+/// sorted. Borrows every value from the snapshot it read: building it copies nothing.
 pub struct EvaluateAllResponse {
-    /// Every flag of the project and environment, by key.
-    pub flags: BTreeMap<String, FlagValue>,
+    snapshot: SnapshotGuard,
+    results: Vec<(usize, Source)>,
 }
 
-fn evaluate_compiled<'c>(
-    f: &Arc<CompiledFlag>,
+impl std::fmt::Debug for EvaluateAllResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(k, v, r)| (k, (v, r))))
+            .finish()
+    }
+}
+
+impl EvaluateAllResponse {
+    /// (key, value, rule id) for every flag, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value, Option<&str>)> {
+        self.results.iter().filter_map(|(i, source)| {
+            let f = self.snapshot.flags.flag(*i)?;
+            Some((
+                f.flag.key.as_str(),
+                value_of(f, *source),
+                rule_id_of(f, *source),
+            ))
+        })
+    }
+
+    /// The value of flag `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.iter().find(|(k, _, _)| *k == key).map(|(_, v, _)| v)
+    }
+
+    /// How many flags.
+    pub fn len(&self) -> usize {
+        self.results.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.results.is_empty()
+    }
+}
+
+impl Serialize for EvaluateAllResponse {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Flags<'a>(&'a EvaluateAllResponse);
+        impl Serialize for Flags<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(self.0.len()))?;
+                for (key, value, rule_id) in self.0.iter() {
+                    m.serialize_entry(key, &FlagValue { value, rule_id })?;
+                }
+                m.end()
+            }
+        }
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("flags", &Flags(self))?;
+        m.end()
+    }
+}
+
+/// One flag in the flag API's evaluate response: `{"value": …, "rule_id": …}`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct FlagValue<'a> {
+    /// The value.
+    pub value: &'a Value,
+    /// The matching rule's id, or null.
+    pub rule_id: Option<&'a str>,
+}
+
+fn evaluate_compiled(
+    f: &CompiledFlag,
     environment: &str,
-    ctx: &'c Context,
-) -> Evaluation<'c> {
-    let mut out = Evaluation {
-        flag: Some(Arc::clone(f)),
-        source: Source::Default,
-        reason: EvaluationReason::Default,
-        error: None,
-        ctx,
-    };
+    ctx: &Context,
+) -> (Source, EvaluationReason, Option<ErrorCode>) {
     for (i, (env, x)) in f.experiments.iter().enumerate() {
         if env.as_deref().is_some_and(|e| e != environment) {
             continue;
         }
         let a = x.assign(ctx);
         if a.reason() == Reason::NoUnitId {
-            out.reason = EvaluationReason::Error;
-            out.error = Some(ErrorCode::TargetingKeyMissing);
-            return out;
+            return (
+                Source::Default,
+                EvaluationReason::Error,
+                Some(ErrorCode::TargetingKeyMissing),
+            );
         }
         if let (true, Some(v)) = (a.reason().is_assigned(), a.variant_index()) {
-            out.source = Source::Variant(i, v);
-            out.reason = EvaluationReason::Split;
-            return out;
+            return (Source::Variant(i, v), EvaluationReason::Split, None);
         }
     }
     if !f.flag.enabled {
-        out.reason = EvaluationReason::Disabled;
-        return out;
+        return (Source::Default, EvaluationReason::Disabled, None);
     }
     for (i, rule) in f.rules.iter().enumerate() {
         if !rule.condition.matches(ctx.attributes()) {
@@ -551,11 +663,9 @@ fn evaluate_compiled<'c>(
                 continue;
             }
         }
-        out.source = Source::Rule(i);
-        out.reason = EvaluationReason::TargetingMatch;
-        return out;
+        return (Source::Rule(i), EvaluationReason::TargetingMatch, None);
     }
-    out
+    (Source::Default, EvaluationReason::Default, None)
 }
 
 impl Lab {
@@ -802,15 +912,22 @@ impl Lab {
         ctx: &'c Context,
     ) -> Evaluation<'c> {
         let snapshot = self.snapshot();
-        match snapshot.flags.find(project, environment, key) {
+        let found = snapshot.flags.find(project, environment, key);
+        let (source, reason, error) = match found.and_then(|i| snapshot.flags.flag(i)) {
             Some(f) => evaluate_compiled(f, environment, ctx),
-            None => Evaluation {
-                flag: None,
-                source: Source::None,
-                reason: EvaluationReason::Error,
-                error: Some(ErrorCode::FlagNotFound),
-                ctx,
-            },
+            None => (
+                Source::None,
+                EvaluationReason::Error,
+                Some(ErrorCode::FlagNotFound),
+            ),
+        };
+        Evaluation {
+            snapshot,
+            flag: found,
+            source,
+            reason,
+            error,
+            ctx,
         }
     }
 
@@ -872,6 +989,7 @@ impl Lab {
     }
 
     /// Evaluates every flag of `project` in `environment`: the flag API's evaluate response.
+    /// One allocation (the result list); every value is borrowed from the snapshot.
     pub fn evaluate_all(
         &self,
         project: &str,
@@ -879,22 +997,23 @@ impl Lab {
         ctx: &Context,
     ) -> EvaluateAllResponse {
         let snapshot = self.snapshot();
-        let mut out = EvaluateAllResponse::default();
-        let Some(keys) = snapshot.flags.by_key.get(project) else {
-            return out;
-        };
-        for key in keys.keys() {
-            if let Some(f) = snapshot.flags.find(project, environment, key) {
-                let e = evaluate_compiled(f, environment, ctx);
-                out.flags.insert(
-                    key.to_string(),
-                    FlagValue {
-                        value: e.value().clone(),
-                        rule_id: e.rule_id().map(str::to_owned),
-                    },
-                );
+        let mut results = Vec::new();
+        if let Some(slots) = snapshot.flags.by_project.get(project) {
+            results.reserve(slots.len());
+            for &slot in slots {
+                let Some(i) = snapshot
+                    .flags
+                    .entries
+                    .get(slot)
+                    .and_then(|e| e.for_env(environment))
+                else {
+                    continue;
+                };
+                if let Some(f) = snapshot.flags.flag(i) {
+                    results.push((i, evaluate_compiled(f, environment, ctx).0));
+                }
             }
         }
-        out
+        EvaluateAllResponse { snapshot, results }
     }
 }

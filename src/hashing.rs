@@ -63,3 +63,34 @@ impl BuildHasher for Seeded {
 
 /// A `HashMap` with the seeded xxh3 hasher.
 pub(crate) type FastMap<K, V> = HashMap<K, V, Seeded>;
+
+/// A hasher for keys that are already hashes (`u64`s from [`Seeded::hash_pair`]).
+#[derive(Debug, Default)]
+pub(crate) struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
+    }
+}
+
+/// Builds [`IdentityHasher`]s.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IdentityBuild;
+
+impl BuildHasher for IdentityBuild {
+    type Hasher = IdentityHasher;
+    fn build_hasher(&self) -> IdentityHasher {
+        IdentityHasher(0)
+    }
+}

@@ -784,6 +784,15 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// The compiled form of experiment `id` from the current snapshot: call
+    /// [`CompiledExperiment::assign`] on it directly in a hot loop (it stays valid, though stale,
+    /// after configuration changes).
+    pub fn compiled_experiment(&self, id: &str) -> Option<Arc<CompiledExperiment>> {
+        self.snapshot().experiments.get(id).cloned()
+    }
+}
+
 impl Default for Lab {
     fn default() -> Self {
         Lab::new()

@@ -91,7 +91,7 @@ pub use crate::results::{
     AnalysisOptions, AnalysisVariant, ComputedResults, ComputedVariant, Duration,
     ExperimentAnalysis, ExperimentWithCounts, RawMetric, RawResults, RawVariantResults,
 };
-pub use crate::targeting::{Condition, SavedGroups};
+pub use crate::targeting::{Condition, ConditionError, SavedGroups};
 pub use crate::time::{Clock, ManualClock, SystemClock, Timestamp, TimestampError};
 pub use crate::tracking::TrackEvent;
 

@@ -276,19 +276,41 @@ fn the_global_holdout_enrols_nobody() {
 #[test]
 fn audiences_and_inline_targeting_gate_enrolment() {
     let lab = Lab::new();
-    lab.put_saved_group(&abkit::SavedGroup { id: "beta".parse().unwrap(), values: vec![json!("u1"), json!("u2")] }).unwrap();
+    lab.put_saved_group(&abkit::SavedGroup {
+        id: "beta".parse().unwrap(),
+        values: vec![json!("u1"), json!("u2")],
+    })
+    .unwrap();
     lab.put_audience(&abkit::Audience {
         id: "aud_de".parse().unwrap(),
         name: "Germany".into(),
         condition: serde_json::from_value(json!({"country": "DE"})).unwrap(),
     })
     .unwrap();
-    let id = create(&lab, json!({"audienceId": "aud_de", "targetingRules": {"id": {"$inGroup": "beta"}}}));
+    let id = create(
+        &lab,
+        json!({"audienceId": "aud_de", "targetingRules": {"id": {"$inGroup": "beta"}}}),
+    );
     lab.start(&id).unwrap();
-    let ctx = |key: &str, country: &str| Context::new(key).with_attribute("id", key).with_attribute("country", country);
-    assert!(lab.assign(&id, &ctx("u1", "DE")).unwrap().variant().is_some());
-    assert_eq!(lab.assign(&id, &ctx("u1", "FR")).unwrap().reason(), Reason::AudienceNotMatched);
-    assert_eq!(lab.assign(&id, &ctx("u9", "DE")).unwrap().reason(), Reason::AudienceNotMatched);
+    let ctx = |key: &str, country: &str| {
+        Context::new(key)
+            .with_attribute("id", key)
+            .with_attribute("country", country)
+    };
+    assert!(
+        lab.assign(&id, &ctx("u1", "DE"))
+            .unwrap()
+            .variant()
+            .is_some()
+    );
+    assert_eq!(
+        lab.assign(&id, &ctx("u1", "FR")).unwrap().reason(),
+        Reason::AudienceNotMatched
+    );
+    assert_eq!(
+        lab.assign(&id, &ctx("u9", "DE")).unwrap().reason(),
+        Reason::AudienceNotMatched
+    );
 }
 
 #[test]
@@ -299,9 +321,18 @@ fn malformed_conditions_are_rejected_at_creation_and_unknown_groups_at_start() {
     }))
     .unwrap();
     let err = lab.create_experiment(bad).unwrap_err();
-    assert!(err.to_string().starts_with("targeting:") && err.to_string().contains("$bogus"), "{err}");
-    let id = create(&lab, json!({"targetingRules": {"id": {"$inGroup": "missing_group"}}}));
+    assert!(
+        err.to_string().starts_with("targeting:") && err.to_string().contains("$bogus"),
+        "{err}"
+    );
+    let id = create(
+        &lab,
+        json!({"targetingRules": {"id": {"$inGroup": "missing_group"}}}),
+    );
     let err = lab.start(&id).unwrap_err();
     assert!(err.to_string().contains("missing_group"), "{err}");
-    assert_eq!(lab.get_experiment(&id).unwrap().status(), abkit::Status::Draft);
+    assert_eq!(
+        lab.get_experiment(&id).unwrap().status(),
+        abkit::Status::Draft
+    );
 }
