@@ -61,7 +61,7 @@ pub(crate) fn prob_greater(a1: f64, b1: f64, a2: f64, b2: f64) -> f64 {
 /// P(X_B > X_A), summing α_B terms (α_B a positive integer).
 pub(crate) fn exact_b_greater(alpha_a: f64, beta_a: f64, alpha_b: f64, beta_b: f64) -> f64 {
     const RESCALE: f64 = 1e200;
-    let first = ln_beta(alpha_a, beta_a + beta_b) - ln_beta(alpha_a, beta_a);
+    let first = ln_beta_shift(alpha_a, beta_a, beta_b);
     let mut term = 1.0_f64;
     let mut sum = 1.0_f64;
     let mut scale = 0.0_f64;
@@ -105,6 +105,20 @@ pub(crate) fn ln_beta(a: f64, b: f64) -> f64 {
             + stirling_correction(large)
             - stirling_correction(s)
     }
+}
+
+/// ln B(a, b + c) − ln B(a, b) = [ln Γ(b + c) − ln Γ(b)] − [ln Γ(a + b + c) − ln Γ(a + b)],
+/// combined term by term so that huge a, b, c do not cancel catastrophically.
+pub(crate) fn ln_beta_shift(a: f64, b: f64, c: f64) -> f64 {
+    if b < 10.0 {
+        return ln_beta(a, b + c) - ln_beta(a, b);
+    }
+    let ab = a + b;
+    (b - 0.5) * (c / b).ln_1p() - (ab - 0.5) * (c / ab).ln_1p() - c * (a / (b + c)).ln_1p()
+        + stirling_correction(b + c)
+        - stirling_correction(b)
+        - stirling_correction(ab + c)
+        + stirling_correction(ab)
 }
 
 /// A Beta density evaluated at an offset from its mean.
@@ -350,6 +364,24 @@ mod tests {
                 (got - expected).abs() <= 1e-12 * expected.abs().max(1.0),
                 "{a} {b}: {got}"
             );
+        }
+    }
+
+    #[test]
+    fn ln_beta_shift_survives_huge_parameters() {
+        // mpmath: log(beta(a, b + c)) − log(beta(a, b)) at 60 digits
+        let cases = [
+            (
+                8.090_940_224_492_693e15,
+                9.162_590_304_82e14,
+                3.0,
+                -6.856_441_034_122_007,
+            ),
+            (50.0, 70.0, 30.0, -14.040_917_270_983_49),
+        ];
+        for (a, b, c, expected) in cases {
+            let got = ln_beta_shift(a, b, c);
+            assert!((got - expected).abs() < 1e-9, "{a} {b} {c}: {got}");
         }
     }
 
