@@ -253,11 +253,11 @@ fn validate_metrics(request: &AnalysisRequest) -> Result<Vec<Vec<Arm>>, StatsErr
             .variants
             .iter()
             .map(|v| {
-                let path = format!("metrics[{mi}].data.{}", v.id);
+                let path = || format!("metrics[{mi}].data.{}", v.id);
                 match metric.data.get(&v.id) {
                     Some(stats) => estimate(metric.kind, stats, &path),
                     None => Err(invalid(
-                        path,
+                        path(),
                         format!("missing, every variant needs data for `{}`", metric.name),
                     )),
                 }
