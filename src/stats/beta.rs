@@ -444,4 +444,35 @@ mod tests {
         let q = prob_greater(40.0, 60.0, 30.0, 70.0);
         assert!((p + q - 1.0).abs() < 1e-12);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 200,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_0001),
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        #[test]
+        fn prop_the_two_orderings_sum_to_one(
+            a1 in 1_u32..3000, b1 in 1_u32..3000, a2 in 1_u32..3000, b2 in 1_u32..3000,
+        ) {
+            let (a1, b1, a2, b2) = (f64::from(a1), f64::from(b1), f64::from(a2), f64::from(b2));
+            let p = prob_greater(a1, b1, a2, b2);
+            let q = prob_greater(a2, b2, a1, b1);
+            proptest::prop_assert!((0.0..=1.0).contains(&p));
+            proptest::prop_assert!((p + q - 1.0).abs() < 1e-9, "{} + {} ≠ 1", p, q);
+        }
+
+        #[test]
+        fn prop_quadrature_matches_the_exact_sum(
+            a1 in 1001_u32..4000, b1 in 1001_u32..40_000, shift in -200_i32..200, b2 in 1001_u32..40_000,
+        ) {
+            let a2 = f64::from(a1.saturating_add_signed(shift).max(1001));
+            let (a1, b1, b2) = (f64::from(a1), f64::from(b1), f64::from(b2));
+            let exact = exact_b_greater(a2, b2, a1, b1);
+            let quad = quadrature(a1, b1, a2, b2);
+            proptest::prop_assert!((exact - quad).abs() < 1e-9, "{} vs {}", exact, quad);
+        }
+    }
 }

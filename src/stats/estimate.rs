@@ -120,7 +120,7 @@ pub(crate) fn estimate(
             if sy == 0.0 {
                 return Err(invalid(
                     sy_path.render(),
-                    "0 is zero, a ratio needs a positive denominator",
+                    "0 is not positive, a ratio needs a positive denominator",
                 ));
             }
             let qy_path = field("denominatorSumSquares");
@@ -369,7 +369,7 @@ mod tests {
                 MetricKind::Ratio,
                 SufficientStats::ratio(5, 1.0, 1.0, 0.0, 1.0, 1.0),
                 "x.denominatorSum",
-                "0 is zero, a ratio needs a positive denominator",
+                "0 is not positive, a ratio needs a positive denominator",
             ),
             (
                 MetricKind::Mean,
