@@ -442,6 +442,52 @@ mod tests {
     }
 
     #[test]
+    fn public_types_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<AnalysisRequest>();
+        check::<Report>();
+        check::<StatsError>();
+        check::<MetricKind>();
+        check::<SufficientStats>();
+    }
+
+    #[test]
+    fn metrics_serialize_in_request_order_and_variants_as_an_array() {
+        let arm = |n, s| SufficientStats::proportion(n, s);
+        let request = AnalysisRequest::new(
+            vec![VariantInput::new("b", 100), VariantInput::new("a", 100)],
+            vec![
+                MetricInput::new("zeta", MetricKind::Proportion)
+                    .with_data("a", arm(100, 10))
+                    .with_data("b", arm(100, 12)),
+                MetricInput::new("alpha", MetricKind::Proportion)
+                    .with_data("a", arm(100, 20))
+                    .with_data("b", arm(100, 22)),
+            ],
+        );
+        let text = serde_json::to_string(&analyze(&request).unwrap()).unwrap();
+        let (zeta, alpha) = (
+            text.find("\"zeta\"").unwrap(),
+            text.find("\"alpha\"").unwrap(),
+        );
+        assert!(zeta < alpha, "{text}");
+        assert!(text.find("\"id\":\"b\"").unwrap() < text.find("\"id\":\"a\"").unwrap());
+        // the control (first variant) carries no comparison fields; the treatment does
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            value["variants"][0]["metrics"]["zeta"]
+                .get("pValue")
+                .is_none()
+        );
+        assert!(
+            value["variants"][1]["metrics"]["zeta"]
+                .get("pValue")
+                .is_some()
+        );
+        assert_eq!(value["variants"][1]["metrics"]["zeta"]["confidence"], 0.95);
+    }
+
+    #[test]
     fn zero_rates_give_nulls_not_nan() {
         let request = two_arm(
             MetricInput::new("m", MetricKind::Proportion)
