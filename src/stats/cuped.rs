@@ -53,8 +53,8 @@ mod tests {
         // value = 2·c exactly: θ = 2 and the adjusted variance vanishes.
         let c = SufficientStats::mean(3, 12.0, 56.0).with_covariate(6.0, 14.0, 28.0); // c = 1, 2, 3
         let t = SufficientStats::mean(3, 18.0, 116.0).with_covariate(9.0, 29.0, 58.0); // c = 2, 3, 4
-        let ca = estimate(MetricKind::Mean, &c, "c").unwrap();
-        let ta = estimate(MetricKind::Mean, &t, "t").unwrap();
+        let ca = estimate(MetricKind::Mean, &c, &|| "c".to_string()).unwrap();
+        let ta = estimate(MetricKind::Mean, &t, &|| "t".to_string()).unwrap();
         let th = theta((&ca, &ca.covariate.unwrap()), (&ta, &ta.covariate.unwrap()));
         assert!((th - 2.0).abs() < 1e-12);
         let (m, v) = adjust(&ca, &ca.covariate.unwrap(), th);
@@ -65,7 +65,7 @@ mod tests {
     #[test]
     fn constant_covariate_gives_no_adjustment() {
         let c = SufficientStats::mean(2, 3.0, 5.0).with_covariate(2.0, 2.0, 3.0);
-        let a = estimate(MetricKind::Mean, &c, "c").unwrap();
+        let a = estimate(MetricKind::Mean, &c, &|| "c".to_string()).unwrap();
         let cov = a.covariate.unwrap();
         assert_eq!(theta((&a, &cov), (&a, &cov)), 0.0);
     }

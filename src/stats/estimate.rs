@@ -49,9 +49,9 @@ pub(crate) struct Covariate {
 pub(crate) fn estimate(
     kind: MetricKind,
     s: &SufficientStats,
-    path: &str,
+    path: &dyn Fn() -> String,
 ) -> Result<Arm, StatsError> {
-    let field = |name: &str| format!("{path}.{name}");
+    let field = |name: &'static str| FieldPath { arm: path, name };
     let count = s.count;
     let min_count = if kind == MetricKind::Proportion { 1 } else { 2 };
     if count < min_count {
@@ -65,11 +65,11 @@ pub(crate) fn estimate(
     }
     #[allow(clippy::cast_precision_loss)]
     let n = count as f64;
-    let sum = finite_field(s.sum, &field("sum"))?;
-    let unused = |name: &str, value: Option<f64>| -> Result<(), StatsError> {
+    let sum = finite_field(s.sum, field("sum"))?;
+    let unused = |name: &'static str, value: Option<f64>| -> Result<(), StatsError> {
         match value {
             Some(x) => Err(invalid(
-                field(name),
+                field(name).render(),
                 format!("{x} is not used by a {} metric", kind.as_str()),
             )),
             None => Ok(()),
@@ -78,14 +78,17 @@ pub(crate) fn estimate(
     let (m, v) = match kind {
         MetricKind::Proportion => {
             if sum < 0.0 {
-                return Err(invalid(field("sum"), format!("{sum} is negative")));
+                return Err(invalid(field("sum").render(), format!("{sum} is negative")));
             }
             if sum.fract() != 0.0 {
-                return Err(invalid(field("sum"), format!("{sum} is not an integer")));
+                return Err(invalid(
+                    field("sum").render(),
+                    format!("{sum} is not an integer"),
+                ));
             }
             if sum > n {
                 return Err(invalid(
-                    field("sum"),
+                    field("sum").render(),
                     format!("{sum} is greater than count {count}"),
                 ));
             }
@@ -98,32 +101,32 @@ pub(crate) fn estimate(
         }
         MetricKind::Mean => {
             let q = non_negative(
-                required(s.sum_squares, &field("sumSquares"))?,
-                &field("sumSquares"),
+                required(s.sum_squares, field("sumSquares"))?,
+                field("sumSquares"),
             )?;
             unused("denominatorSum", s.denominator_sum)?;
             unused("denominatorSumSquares", s.denominator_sum_squares)?;
             unused("sumProducts", s.sum_products)?;
-            let v = variance(q, sum, n, &field("sumSquares"))?;
+            let v = variance(q, sum, n, field("sumSquares"))?;
             (sum / n, v)
         }
         MetricKind::Ratio => {
             let q = non_negative(
-                required(s.sum_squares, &field("sumSquares"))?,
-                &field("sumSquares"),
+                required(s.sum_squares, field("sumSquares"))?,
+                field("sumSquares"),
             )?;
             let sy_path = field("denominatorSum");
-            let sy = non_negative(required(s.denominator_sum, &sy_path)?, &sy_path)?;
+            let sy = non_negative(required(s.denominator_sum, sy_path)?, sy_path)?;
             if sy == 0.0 {
                 return Err(invalid(
-                    sy_path,
-                    "0 is zero, a ratio needs a positive denominator",
+                    sy_path.render(),
+                    "0 is not positive, a ratio needs a positive denominator",
                 ));
             }
             let qy_path = field("denominatorSumSquares");
-            let qy = non_negative(required(s.denominator_sum_squares, &qy_path)?, &qy_path)?;
+            let qy = non_negative(required(s.denominator_sum_squares, qy_path)?, qy_path)?;
             let sp_path = field("sumProducts");
-            let sxy = finite_field(required(s.sum_products, &sp_path)?, &sp_path)?;
+            let sxy = finite_field(required(s.sum_products, sp_path)?, sp_path)?;
             for name in [
                 "covariateSum",
                 "covariateSumSquares",
@@ -136,16 +139,16 @@ pub(crate) fn estimate(
                 };
                 unused(name, value)?;
             }
-            let vx = variance(q, sum, n, &field("sumSquares"))?;
-            let vy = variance(qy, sy, n, &qy_path)?;
-            let cxy = covariance(sxy, sum, sy, n, &sp_path)?;
+            let vx = variance(q, sum, n, field("sumSquares"))?;
+            let vy = variance(qy, sy, n, qy_path)?;
+            let cxy = covariance(sxy, sum, sy, n, sp_path)?;
             let m = sum / sy;
             let y_bar = sy / n;
             let raw = vx - 2.0 * m * cxy + m * m * vy;
             let scale = vx + (2.0 * m * cxy).abs() + m * m * vy;
             if raw < -ROUNDING_SLACK * scale {
                 return Err(invalid(
-                    sp_path,
+                    sp_path.render(),
                     format!(
                         "{sxy} is inconsistent with sumSquares {q} and denominatorSumSquares {qy}"
                     ),
@@ -169,8 +172,9 @@ fn covariate(
     s: &SufficientStats,
     value_sum: f64,
     n: f64,
-    path: &str,
+    path: &dyn Fn() -> String,
 ) -> Result<Option<Covariate>, StatsError> {
+    let field = |name: &'static str| FieldPath { arm: path, name };
     let fields = [
         ("covariateSum", s.covariate_sum),
         ("covariateSumSquares", s.covariate_sum_squares),
@@ -182,26 +186,23 @@ fn covariate(
     }
     if let Some((missing, _)) = fields.iter().find(|(_, v)| v.is_none()) {
         return Err(invalid(
-            format!("{path}.{missing}"),
+            format!("{}.{missing}", path()),
             "missing; covariateSum, covariateSumSquares and covariateSumProducts go together",
         ));
     }
     if n < 2.0 {
         return Err(invalid(
-            format!("{path}.count"),
+            format!("{}.count", path()),
             "1 is less than 2, needed with a covariate",
         ));
     }
-    let csum = finite_field(
-        s.covariate_sum.unwrap_or_default(),
-        &format!("{path}.covariateSum"),
-    )?;
-    let cq_path = format!("{path}.covariateSumSquares");
-    let cq = non_negative(s.covariate_sum_squares.unwrap_or_default(), &cq_path)?;
-    let cp_path = format!("{path}.covariateSumProducts");
-    let cp = finite_field(s.covariate_sum_products.unwrap_or_default(), &cp_path)?;
-    let variance = variance(cq, csum, n, &cq_path)?;
-    let covariance = covariance(cp, csum, value_sum, n, &cp_path)?;
+    let csum = finite_field(s.covariate_sum.unwrap_or_default(), field("covariateSum"))?;
+    let cq_path = field("covariateSumSquares");
+    let cq = non_negative(s.covariate_sum_squares.unwrap_or_default(), cq_path)?;
+    let cp_path = field("covariateSumProducts");
+    let cp = finite_field(s.covariate_sum_products.unwrap_or_default(), cp_path)?;
+    let variance = variance(cq, csum, n, cq_path)?;
+    let covariance = covariance(cp, csum, value_sum, n, cp_path)?;
     Ok(Some(Covariate {
         sum: csum,
         sum_squares: cq,
@@ -211,29 +212,51 @@ fn covariate(
     }))
 }
 
-fn required(value: Option<f64>, path: &str) -> Result<f64, StatsError> {
-    value.ok_or_else(|| invalid(path, "missing field"))
+/// The path of one field of one arm, rendered only when an error needs it.
+#[derive(Clone, Copy)]
+pub(crate) struct FieldPath<'a> {
+    arm: &'a dyn Fn() -> String,
+    name: &'static str,
 }
 
-fn finite_field(x: f64, path: &str) -> Result<f64, StatsError> {
-    if x.is_finite() {
-        Ok(x)
-    } else {
-        Err(invalid(path, format!("{x} is not a finite number")))
+impl FieldPath<'_> {
+    fn render(self) -> String {
+        format!("{}.{}", (self.arm)(), self.name)
     }
 }
 
-fn non_negative(x: f64, path: &str) -> Result<f64, StatsError> {
+impl From<FieldPath<'_>> for String {
+    fn from(path: FieldPath<'_>) -> Self {
+        path.render()
+    }
+}
+
+fn required(value: Option<f64>, path: FieldPath<'_>) -> Result<f64, StatsError> {
+    value.ok_or_else(|| invalid(path.render(), "missing field"))
+}
+
+fn finite_field(x: f64, path: FieldPath<'_>) -> Result<f64, StatsError> {
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(invalid(
+            path.render(),
+            format!("{x} is not a finite number"),
+        ))
+    }
+}
+
+fn non_negative(x: f64, path: FieldPath<'_>) -> Result<f64, StatsError> {
     let x = finite_field(x, path)?;
     if x < 0.0 {
-        Err(invalid(path, format!("{x} is negative")))
+        Err(invalid(path.render(), format!("{x} is negative")))
     } else {
         Ok(x)
     }
 }
 
 /// Sample variance (n − 1 denominator) from Σx² and Σx, rejecting sums no data can produce.
-pub(crate) fn variance(sum_squares: f64, sum: f64, n: f64, path: &str) -> Result<f64, StatsError> {
+fn variance(sum_squares: f64, sum: f64, n: f64, path: FieldPath<'_>) -> Result<f64, StatsError> {
     let square_of_sum = sum * (sum / n);
     let diff = sum_squares - square_of_sum;
     if !diff.is_finite() {
@@ -263,7 +286,7 @@ fn covariance(
     sum_a: f64,
     sum_b: f64,
     n: f64,
-    path: &str,
+    path: FieldPath<'_>,
 ) -> Result<f64, StatsError> {
     let c = (sum_products - sum_a * (sum_b / n)) / (n - 1.0);
     if c.is_finite() {
@@ -284,7 +307,12 @@ mod tests {
     #[test]
     fn mean_variance_matches_numpy() {
         // values 1, 2, 3, 4: mean 2.5, var(ddof=1) 1.6666…
-        let arm = estimate(MetricKind::Mean, &SufficientStats::mean(4, 10.0, 30.0), "x").unwrap();
+        let arm = estimate(
+            MetricKind::Mean,
+            &SufficientStats::mean(4, 10.0, 30.0),
+            &|| "x".to_string(),
+        )
+        .unwrap();
         assert_eq!(arm.m, 2.5);
         assert!((arm.v - 5.0 / 3.0).abs() < 1e-15);
     }
@@ -294,7 +322,7 @@ mod tests {
         // x = [1, 2, 3], y = [2, 2, 4]: m = 6/8; vx = 1, vy = 4/3, cxy = 1
         // v = (1 − 2·0.75·1 + 0.5625·4/3)/(8/3)² = 0.25/7.111… = 0.03515625
         let s = SufficientStats::ratio(3, 6.0, 14.0, 8.0, 24.0, 18.0);
-        let arm = estimate(MetricKind::Ratio, &s, "x").unwrap();
+        let arm = estimate(MetricKind::Ratio, &s, &|| "x".to_string()).unwrap();
         assert_eq!(arm.m, 0.75);
         assert!((arm.v - 0.035_156_25).abs() < 1e-15);
     }
@@ -341,7 +369,7 @@ mod tests {
                 MetricKind::Ratio,
                 SufficientStats::ratio(5, 1.0, 1.0, 0.0, 1.0, 1.0),
                 "x.denominatorSum",
-                "0 is zero, a ratio needs a positive denominator",
+                "0 is not positive, a ratio needs a positive denominator",
             ),
             (
                 MetricKind::Mean,
@@ -357,7 +385,7 @@ mod tests {
             ),
         ];
         for (kind, stats, field, reason) in cases {
-            let err = estimate(kind, &stats, "x").unwrap_err();
+            let err = estimate(kind, &stats, &|| "x".to_string()).unwrap_err();
             assert_eq!(err, invalid(field, reason));
         }
         let partial = SufficientStats {
@@ -365,7 +393,7 @@ mod tests {
             ..SufficientStats::mean(4, 10.0, 30.0)
         };
         assert_eq!(
-            estimate(MetricKind::Mean, &partial, "x")
+            estimate(MetricKind::Mean, &partial, &|| "x".to_string())
                 .unwrap_err()
                 .field(),
             Some("x.covariateSumSquares")
@@ -373,7 +401,7 @@ mod tests {
         let on_ratio =
             SufficientStats::ratio(3, 6.0, 14.0, 8.0, 24.0, 18.0).with_covariate(1.0, 1.0, 1.0);
         assert_eq!(
-            estimate(MetricKind::Ratio, &on_ratio, "x")
+            estimate(MetricKind::Ratio, &on_ratio, &|| "x".to_string())
                 .unwrap_err()
                 .field(),
             Some("x.covariateSum")

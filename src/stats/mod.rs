@@ -36,6 +36,7 @@ mod dist;
 mod error;
 mod estimate;
 mod multitest;
+mod parse;
 mod power;
 mod report;
 mod request;
@@ -253,11 +254,11 @@ fn validate_metrics(request: &AnalysisRequest) -> Result<Vec<Vec<Arm>>, StatsErr
             .variants
             .iter()
             .map(|v| {
-                let path = format!("metrics[{mi}].data.{}", v.id);
+                let path = || format!("metrics[{mi}].data.{}", v.id);
                 match metric.data.get(&v.id) {
                     Some(stats) => estimate(metric.kind, stats, &path),
                     None => Err(invalid(
-                        path,
+                        path(),
                         format!("missing, every variant needs data for `{}`", metric.name),
                     )),
                 }
@@ -400,6 +401,90 @@ mod tests {
             ],
             vec![metric],
         )
+    }
+
+    #[test]
+    fn cuped_on_a_proportion_follows_the_contract() {
+        // Expected figures computed from STATS.md's formulas in mpmath (30 digits), independently
+        // of this crate; the covariate sums are made up.
+        let request = two_arm(
+            MetricInput::new("m", MetricKind::Proportion)
+                .with_data(
+                    "control",
+                    SufficientStats::proportion(1000, 100).with_covariate(500.0, 700.0, 80.0),
+                )
+                .with_data(
+                    "treatment",
+                    SufficientStats::proportion(1000, 130).with_covariate(520.0, 720.0, 95.0),
+                ),
+        );
+        let report = analyze(&request).unwrap();
+        let c = report.variants[1].metrics[0].comparison.clone().unwrap();
+        let close = |got: Option<f64>, expected: f64| {
+            let got = got.unwrap();
+            assert!(
+                (got - expected).abs() <= 1e-12_f64.max(1e-9 * expected.abs()),
+                "{got} vs {expected}"
+            );
+        };
+        close(c.difference, 0.028_717_492_776_172_483);
+        close(c.difference_ci_lower, 0.001_038_668_388_210_563_6);
+        close(c.difference_ci_upper, 0.056_396_317_164_134_402);
+        close(c.p_value, 0.042_000_712_963_596_358);
+        close(c.lift, 0.287_174_927_761_724_83);
+        close(c.lift_ci_lower, -0.029_089_746_993_239_877);
+        close(c.lift_ci_upper, 0.603_439_602_516_689_53);
+        // the chance to beat control ignores CUPED: exact Beta on the raw counts
+        let raw = beta::chance_to_beat(1000.0, 100.0, 1000.0, 130.0);
+        close(c.chance_to_beat_control, raw);
+        // each variant's own value stays unadjusted
+        assert_eq!(report.variants[1].metrics[0].value, Some(0.13));
+    }
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<AnalysisRequest>();
+        check::<Report>();
+        check::<StatsError>();
+        check::<MetricKind>();
+        check::<SufficientStats>();
+    }
+
+    #[test]
+    fn metrics_serialize_in_request_order_and_variants_as_an_array() {
+        let arm = |n, s| SufficientStats::proportion(n, s);
+        let request = AnalysisRequest::new(
+            vec![VariantInput::new("b", 100), VariantInput::new("a", 100)],
+            vec![
+                MetricInput::new("zeta", MetricKind::Proportion)
+                    .with_data("a", arm(100, 10))
+                    .with_data("b", arm(100, 12)),
+                MetricInput::new("alpha", MetricKind::Proportion)
+                    .with_data("a", arm(100, 20))
+                    .with_data("b", arm(100, 22)),
+            ],
+        );
+        let text = serde_json::to_string(&analyze(&request).unwrap()).unwrap();
+        let (zeta, alpha) = (
+            text.find("\"zeta\"").unwrap(),
+            text.find("\"alpha\"").unwrap(),
+        );
+        assert!(zeta < alpha, "{text}");
+        assert!(text.find("\"id\":\"b\"").unwrap() < text.find("\"id\":\"a\"").unwrap());
+        // the control (first variant) carries no comparison fields; the treatment does
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            value["variants"][0]["metrics"]["zeta"]
+                .get("pValue")
+                .is_none()
+        );
+        assert!(
+            value["variants"][1]["metrics"]["zeta"]
+                .get("pValue")
+                .is_some()
+        );
+        assert_eq!(value["variants"][1]["metrics"]["zeta"]["confidence"], 0.95);
     }
 
     #[test]

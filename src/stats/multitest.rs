@@ -64,7 +64,8 @@ pub(crate) fn adjust(p: &[f64], correction: Correction) -> Vec<f64> {
             let mut out = vec![0.0; m];
             let mut running = f64::INFINITY;
             for (i, (&pi, slot)) in sorted.iter().zip(out.iter_mut()).enumerate().rev() {
-                running = running.min(pi * m as f64 / (i + 1) as f64);
+                // as statsmodels: p / ecdffactor with ecdffactor = (i + 1)/m
+                running = running.min(pi / ((i + 1) as f64 / m as f64));
                 *slot = running.min(1.0);
             }
             out
@@ -118,5 +119,33 @@ mod tests {
             Some("pValues[1]")
         );
         assert!(adjust(&[], Correction::BenjaminiHochberg).is_empty());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 300,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_0002),
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        #[test]
+        fn prop_adjusted_values_are_bounded_and_ordered(
+            p in proptest::collection::vec(0.0..=1.0_f64, 0..30),
+        ) {
+            for correction in [Correction::Holm, Correction::BenjaminiHochberg] {
+                let adjusted = adjust(&p, correction);
+                proptest::prop_assert_eq!(adjusted.len(), p.len());
+                for (raw, adj) in p.iter().zip(&adjusted) {
+                    proptest::prop_assert!(adj >= raw && *adj <= 1.0);
+                }
+                // the adjustment preserves the order of the raw p-values
+                for (i, j) in (0..p.len()).flat_map(|i| (0..p.len()).map(move |j| (i, j))) {
+                    if p[i] < p[j] {
+                        proptest::prop_assert!(adjusted[i] <= adjusted[j]);
+                    }
+                }
+            }
+        }
     }
 }

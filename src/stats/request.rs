@@ -2,11 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::error::{StatsError, invalid};
+use super::error::StatsError;
 
 /// How a metric's per-unit values are summarised and compared.
 ///
@@ -39,7 +38,7 @@ impl MetricKind {
         }
     }
 
-    fn parse(name: &str) -> Option<Self> {
+    pub(crate) fn parse(name: &str) -> Option<Self> {
         match name {
             "proportion" => Some(Self::Proportion),
             "mean" => Some(Self::Mean),
@@ -85,10 +84,10 @@ impl Default for SequentialSettings {
 fn default_tuning() -> f64 {
     5000.0
 }
-fn default_level() -> f64 {
+pub(crate) fn default_level() -> f64 {
     0.95
 }
-fn default_srm() -> f64 {
+pub(crate) fn default_srm() -> f64 {
     0.001
 }
 fn default_share() -> f64 {
@@ -462,195 +461,8 @@ impl AnalysisRequest {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_value(value: Value) -> Result<Self, StatsError> {
-        let Value::Object(mut top) = value else {
-            return Err(invalid("request", "expected a json object"));
-        };
-        let variants = match top.remove("variants") {
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| typed::<VariantInput>(v, &format!("variants[{i}]")))
-                .collect::<Result<Vec<_>, _>>()?,
-            Some(other) => {
-                return Err(invalid(
-                    "variants",
-                    format!("expected an array, got {other}"),
-                ));
-            }
-            None => return Err(invalid("variants", "missing field")),
-        };
-        let metrics = match top.remove("metrics") {
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| metric_from_value(v, i))
-                .collect::<Result<Vec<_>, _>>()?,
-            Some(other) => {
-                return Err(invalid(
-                    "metrics",
-                    format!("expected an array, got {other}"),
-                ));
-            }
-            None => return Err(invalid("metrics", "missing field")),
-        };
-        let confidence_level =
-            optional_field(&mut top, "confidenceLevel")?.unwrap_or_else(default_level);
-        let correction = optional_field(&mut top, "correction")?.unwrap_or_default();
-        let sequential =
-            optional_field::<Option<SequentialSettings>>(&mut top, "sequential")?.flatten();
-        let srm_threshold = optional_field(&mut top, "srmThreshold")?.unwrap_or_else(default_srm);
-        Ok(Self {
-            confidence_level,
-            correction,
-            sequential,
-            srm_threshold,
-            variants,
-            metrics,
-        })
+        super::parse::request_from_value(value)
     }
-}
-
-fn typed<T: DeserializeOwned>(value: Value, path: &str) -> Result<T, StatsError> {
-    serde_json::from_value(value).map_err(|e| invalid(path, e.to_string()))
-}
-
-fn optional_field<T: DeserializeOwned>(
-    map: &mut Map<String, Value>,
-    key: &str,
-) -> Result<Option<T>, StatsError> {
-    match map.remove(key) {
-        None => Ok(None),
-        Some(v) => typed(v, key).map(Some),
-    }
-}
-
-const DATA_FIELDS: [&str; 9] = [
-    "count",
-    "sum",
-    "sumSquares",
-    "denominatorSum",
-    "denominatorSumSquares",
-    "sumProducts",
-    "covariateSum",
-    "covariateSumSquares",
-    "covariateSumProducts",
-];
-
-fn metric_from_value(value: Value, index: usize) -> Result<MetricInput, StatsError> {
-    let path = format!("metrics[{index}]");
-    let Value::Object(mut obj) = value else {
-        return Err(invalid(path, "expected a json object"));
-    };
-    let name: String = match obj.remove("name") {
-        Some(v) => typed(v, &format!("{path}.name"))?,
-        None => return Err(invalid(format!("{path}.name"), "missing field")),
-    };
-    let kind = match obj.remove("kind") {
-        Some(Value::String(s)) => MetricKind::parse(&s).ok_or_else(|| {
-            invalid(
-                format!("{path}.kind"),
-                format!("unknown metric kind `{s}`, expected proportion, mean or ratio"),
-            )
-        })?,
-        Some(other) => {
-            return Err(invalid(
-                format!("{path}.kind"),
-                format!("expected a string, got {other}"),
-            ));
-        }
-        None => return Err(invalid(format!("{path}.kind"), "missing field")),
-    };
-    let guardrail = optional_field(&mut obj, "guardrail")
-        .map_err(|e| prefix(e, &path))?
-        .unwrap_or(false);
-    let higher_is_better = optional_field(&mut obj, "higherIsBetter")
-        .map_err(|e| prefix(e, &path))?
-        .unwrap_or(true);
-    let mut data = BTreeMap::new();
-    match obj.remove("data") {
-        Some(Value::Object(arms)) => {
-            for (variant, stats) in arms {
-                let arm_path = format!("{path}.data.{variant}");
-                let parsed = stats_from_value(stats, &arm_path)?;
-                data.insert(variant, parsed);
-            }
-        }
-        Some(other) => {
-            return Err(invalid(
-                format!("{path}.data"),
-                format!("expected an object, got {other}"),
-            ));
-        }
-        None => return Err(invalid(format!("{path}.data"), "missing field")),
-    }
-    Ok(MetricInput {
-        name,
-        kind,
-        data,
-        guardrail,
-        higher_is_better,
-    })
-}
-
-fn prefix(error: StatsError, path: &str) -> StatsError {
-    match error {
-        StatsError::InvalidField { field, reason } => invalid(format!("{path}.{field}"), reason),
-        other => other,
-    }
-}
-
-fn stats_from_value(value: Value, path: &str) -> Result<SufficientStats, StatsError> {
-    let Value::Object(obj) = value else {
-        return Err(invalid(path, "expected a json object"));
-    };
-    if let Some(unknown) = obj.keys().find(|k| !DATA_FIELDS.contains(&k.as_str())) {
-        return Err(invalid(
-            format!("{path}.{unknown}"),
-            format!("unknown field, expected one of {}", DATA_FIELDS.join(", ")),
-        ));
-    }
-    let number = |key: &str| -> Result<Option<f64>, StatsError> {
-        match obj.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(|| {
-                invalid(
-                    format!("{path}.{key}"),
-                    format!("{n} is not a finite number"),
-                )
-            }),
-            Some(other) => Err(invalid(
-                format!("{path}.{key}"),
-                format!("expected a number, got {other}"),
-            )),
-        }
-    };
-    let count = match obj.get("count") {
-        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
-            invalid(
-                format!("{path}.count"),
-                format!("{n} is not a non-negative integer"),
-            )
-        })?,
-        Some(other) => {
-            return Err(invalid(
-                format!("{path}.count"),
-                format!("expected an integer, got {other}"),
-            ));
-        }
-        None => return Err(invalid(format!("{path}.count"), "missing field")),
-    };
-    let sum = number("sum")?.ok_or_else(|| invalid(format!("{path}.sum"), "missing field"))?;
-    Ok(SufficientStats {
-        count,
-        sum,
-        sum_squares: number("sumSquares")?,
-        denominator_sum: number("denominatorSum")?,
-        denominator_sum_squares: number("denominatorSumSquares")?,
-        sum_products: number("sumProducts")?,
-        covariate_sum: number("covariateSum")?,
-        covariate_sum_squares: number("covariateSumSquares")?,
-        covariate_sum_products: number("covariateSumProducts")?,
-    })
 }
 
 #[cfg(test)]
