@@ -1,2 +1,106 @@
-//! Benchmarks (placeholder until the plane lands).
-fn main() {}
+//! Event-plane benchmarks.
+//!
+//! * `tracking/conversion/1M_units`: `Lab::track` of a conversion against 1 000 000 enrolled
+//!   units (each iteration the next unit; after the first pass every event is a de-duplicated
+//!   repeat, which is the common case for retried or repeated goals).
+//! * `tracking/apply_event/1M_units`: the same through `Storage::apply_event` alone.
+//! * `tracking/threads/{1,2}`: `Lab::track` from N threads at once on disjoint units; time per
+//!   event (wall time / events), so equal figures mean the store does not serialise threads.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use abkit::storage::{Aggregation, MetricSlot, UnitEvent, UnitEventKind};
+use abkit::{Context, Lab, NewExperiment, Timestamp, TrackEvent};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+const UNITS: usize = 1_000_000;
+
+// Bench setup from constant, valid input: a failure here is a bug in this file.
+#[allow(clippy::expect_used)]
+fn setup() -> (Lab, String, Vec<TrackEvent>) {
+    let lab = Lab::new();
+    let new: NewExperiment = serde_json::from_value(serde_json::json!({
+        "name": "bench", "variants": [{"id": "a"}, {"id": "b"}], "metrics": ["conversion"]
+    }))
+    .expect("valid");
+    let e = lab.create_experiment(new).expect("created");
+    let id = e.id().to_string();
+    lab.start(&id).expect("started");
+    let events: Vec<TrackEvent> = (0..UNITS)
+        .map(|i| {
+            let unit = format!("user-{i:09}");
+            lab.expose(&id, &Context::new(unit.as_str())).expect("exposed");
+            TrackEvent::conversion(&id, &unit).at(Timestamp::from_unix_millis(i64::MAX / 4))
+        })
+        .collect();
+    (lab, id, events)
+}
+
+fn single(c: &mut Criterion) {
+    let (lab, id, events) = setup();
+    let mut group = c.benchmark_group("tracking");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("conversion/1M_units", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % UNITS;
+            black_box(lab.track(black_box(&events[i])).ok())
+        });
+    });
+    let slot = MetricSlot {
+        index: 0,
+        aggregation: Aggregation::Once,
+        cap: None,
+        window_millis: None,
+    };
+    let storage = lab.storage();
+    group.bench_function("apply_event/1M_units", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % UNITS;
+            let e = UnitEvent {
+                experiment: &id,
+                unit: &events[i].unit_id,
+                event_id: None,
+                at: Timestamp::from_unix_millis(i64::MAX / 4),
+                kind: UnitEventKind::Metric {
+                    slot,
+                    value: 1.0,
+                    denominator: 0.0,
+                },
+            };
+            black_box(storage.apply_event(black_box(&e)).ok())
+        });
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("tracking");
+    group.throughput(Throughput::Elements(1));
+    for n in [1_usize, 2] {
+        group.bench_function(BenchmarkId::new("threads", n), |b| {
+            b.iter_custom(|iters| {
+                let per_thread = iters.div_ceil(n as u64) as usize;
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..n {
+                        let (lab, events) = (&lab, &events);
+                        s.spawn(move || {
+                            let share = UNITS / n;
+                            for k in 0..per_thread {
+                                let e = &events[t * share + k % share];
+                                black_box(lab.track(e).ok());
+                            }
+                        });
+                    }
+                });
+                let total = (per_thread * n) as f64;
+                Duration::from_secs_f64(start.elapsed().as_secs_f64() * iters as f64 / total)
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, single);
+criterion_main!(benches);
