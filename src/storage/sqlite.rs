@@ -166,6 +166,10 @@ fn begin(conn: &mut Connection) -> Result<Transaction<'_>, StorageError> {
 fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), StorageError> {
     conn.busy_timeout(options.busy_timeout).map_err(map_err)?;
     conn.set_prepared_statement_cache_capacity(64);
+    // A 32 MiB page cache (SQLite's default is 2 MiB): unit-state look-ups of large
+    // experiments stay in memory instead of re-reading pages on every event.
+    conn.execute_batch("PRAGMA cache_size = -32768")
+        .map_err(map_err)?;
     if let Some(pages) = options.max_page_count {
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
             .map_err(map_err)?;
@@ -508,17 +512,24 @@ fn variant_index(experiment: &str, v: i64) -> Result<u32, StorageError> {
 
 type UnitRow = (i64, i64, bool, Vec<u8>);
 
+const LOAD_UNIT: &str = "SELECT variant, exposed_at, excluded, metric_values FROM abkit_units \
+     WHERE experiment = ?1 AND unit = ?2";
+
 fn load_unit(
     conn: &Connection,
     experiment: &str,
     unit: &str,
 ) -> Result<Option<UnitState>, StorageError> {
-    let row: Option<UnitRow> = conn
-        .prepare_cached(
-            "SELECT variant, exposed_at, excluded, metric_values FROM abkit_units \
-             WHERE experiment = ?1 AND unit = ?2",
-        )
-        .map_err(map_err)?
+    let mut stmt = conn.prepare_cached(LOAD_UNIT).map_err(map_err)?;
+    load_unit_with(&mut stmt, experiment, unit)
+}
+
+fn load_unit_with(
+    stmt: &mut rusqlite::Statement<'_>,
+    experiment: &str,
+    unit: &str,
+) -> Result<Option<UnitState>, StorageError> {
+    let row: Option<UnitRow> = stmt
         .query_row(params![experiment, unit], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
@@ -617,6 +628,88 @@ fn flush_totals(
         .map_err(map_err)?;
     }
     Ok(())
+}
+
+/// Applies a batch inside the open transaction `tx`; the statements are prepared once per
+/// batch.
+fn apply_in(
+    tx: &Transaction<'_>,
+    events: &[UnitEvent<'_>],
+) -> Result<Vec<EventOutcome>, StorageError> {
+    let mut seen_id = tx
+        .prepare_cached(
+            "SELECT 1 FROM abkit_event_ids WHERE experiment = ?1 AND unit = ?2 AND event_id = ?3",
+        )
+        .map_err(map_err)?;
+    let mut load = tx.prepare_cached(LOAD_UNIT).map_err(map_err)?;
+    let mut update = tx
+        .prepare_cached(
+            "UPDATE abkit_units SET metric_values = ?3 WHERE experiment = ?1 AND unit = ?2",
+        )
+        .map_err(map_err)?;
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO abkit_units \
+             (experiment, unit, variant, exposed_at, excluded, metric_values) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(map_err)?;
+    let mut remember_id = tx
+        .prepare_cached(
+            "INSERT INTO abkit_event_ids (experiment, unit, event_id) VALUES (?1, ?2, ?3)",
+        )
+        .map_err(map_err)?;
+    let mut out = Vec::with_capacity(events.len());
+    // The batch's change to each experiment's totals, written once at the end.
+    let mut deltas: HashMap<&str, ExperimentTotals> = HashMap::new();
+    let mut blob = Vec::new();
+    for e in events {
+        if let Some(id) = e.event_id {
+            if seen_id
+                .exists(params![e.experiment, e.unit, id])
+                .map_err(map_err)?
+            {
+                out.push(EventOutcome::DuplicateEventId);
+                continue;
+            }
+        }
+        let mut state = load_unit_with(&mut load, e.experiment, e.unit)?;
+        let existed = state.is_some();
+        let (outcome, delta) = UnitState::apply(&mut state, e.at, &e.kind);
+        if let (true, Some(s)) = (outcome.is_stored(), &state) {
+            encode_values(&s.values, &mut blob);
+            if existed {
+                // Only metric values change once a unit is enrolled.
+                update
+                    .execute(params![e.experiment, e.unit, blob])
+                    .map_err(map_err)?;
+            } else {
+                insert
+                    .execute(params![
+                        e.experiment,
+                        e.unit,
+                        s.variant,
+                        s.exposed_at.unix_millis(),
+                        s.excluded,
+                        blob
+                    ])
+                    .map_err(map_err)?;
+            }
+            if let Some(id) = e.event_id {
+                remember_id
+                    .execute(params![e.experiment, e.unit, id])
+                    .map_err(map_err)?;
+            }
+        }
+        if let Some(d) = delta {
+            deltas.entry(e.experiment).or_default().apply(&d);
+        }
+        out.push(outcome);
+    }
+    for (experiment, delta) in &deltas {
+        flush_totals(tx, experiment, delta)?;
+    }
+    Ok(out)
 }
 
 impl Storage for SqliteStorage {
@@ -759,63 +852,7 @@ impl Storage for SqliteStorage {
         }
         let mut conn = self.write()?;
         let tx = begin(&mut conn)?;
-        let mut out = Vec::with_capacity(events.len());
-        // The batch's change to each experiment's totals, written once at the end.
-        let mut deltas: HashMap<&str, ExperimentTotals> = HashMap::new();
-        let mut blob = Vec::new();
-        for e in events {
-            if let Some(id) = e.event_id {
-                let seen = tx
-                    .prepare_cached(
-                        "SELECT 1 FROM abkit_event_ids \
-                         WHERE experiment = ?1 AND unit = ?2 AND event_id = ?3",
-                    )
-                    .map_err(map_err)?
-                    .exists(params![e.experiment, e.unit, id])
-                    .map_err(map_err)?;
-                if seen {
-                    out.push(EventOutcome::DuplicateEventId);
-                    continue;
-                }
-            }
-            let mut state = load_unit(&tx, e.experiment, e.unit)?;
-            let (outcome, delta) = UnitState::apply(&mut state, e.at, &e.kind);
-            if let (true, Some(s)) = (outcome.is_stored(), &state) {
-                encode_values(&s.values, &mut blob);
-                tx.prepare_cached(
-                    "INSERT INTO abkit_units \
-                     (experiment, unit, variant, exposed_at, excluded, metric_values) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (experiment, unit) \
-                     DO UPDATE SET metric_values = excluded.metric_values",
-                )
-                .map_err(map_err)?
-                .execute(params![
-                    e.experiment,
-                    e.unit,
-                    s.variant,
-                    s.exposed_at.unix_millis(),
-                    s.excluded,
-                    blob
-                ])
-                .map_err(map_err)?;
-                if let Some(id) = e.event_id {
-                    tx.prepare_cached(
-                        "INSERT INTO abkit_event_ids (experiment, unit, event_id) \
-                         VALUES (?1, ?2, ?3)",
-                    )
-                    .map_err(map_err)?
-                    .execute(params![e.experiment, e.unit, id])
-                    .map_err(map_err)?;
-                }
-            }
-            if let Some(d) = delta {
-                deltas.entry(e.experiment).or_default().apply(&d);
-            }
-            out.push(outcome);
-        }
-        for (experiment, delta) in &deltas {
-            flush_totals(&tx, experiment, delta)?;
-        }
+        let out = apply_in(&tx, events)?;
         tx.commit().map_err(map_err)?;
         Ok(out)
     }
