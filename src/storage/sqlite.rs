@@ -664,14 +664,13 @@ fn apply_in(
     let mut deltas: HashMap<&str, ExperimentTotals> = HashMap::new();
     let mut blob = Vec::new();
     for e in events {
-        if let Some(id) = e.event_id {
-            if seen_id
+        if let Some(id) = e.event_id
+            && seen_id
                 .exists(params![e.experiment, e.unit, id])
                 .map_err(map_err)?
-            {
-                out.push(EventOutcome::DuplicateEventId);
-                continue;
-            }
+        {
+            out.push(EventOutcome::DuplicateEventId);
+            continue;
         }
         let mut state = load_unit_with(&mut load, e.experiment, e.unit)?;
         let existed = state.is_some();
