@@ -510,10 +510,11 @@ fn variant_index(experiment: &str, v: i64) -> Result<u32, StorageError> {
         })
 }
 
-type UnitRow = (i64, i64, bool, Vec<u8>);
+type UnitRow = (i64, i64, i64, bool, Vec<u8>);
 
-const LOAD_UNIT: &str = "SELECT variant, exposed_at, excluded, metric_values FROM abkit_units \
-     WHERE experiment = ?1 AND unit = ?2";
+/// A unit's row: its rowid (for the update that follows in a batch) and its state.
+const LOAD_UNIT: &str = "SELECT rowid, variant, exposed_at, excluded, metric_values \
+     FROM abkit_units WHERE experiment = ?1 AND unit = ?2";
 
 fn load_unit(
     conn: &Connection,
@@ -521,27 +522,30 @@ fn load_unit(
     unit: &str,
 ) -> Result<Option<UnitState>, StorageError> {
     let mut stmt = conn.prepare_cached(LOAD_UNIT).map_err(map_err)?;
-    load_unit_with(&mut stmt, experiment, unit)
+    Ok(load_unit_with(&mut stmt, experiment, unit)?.map(|(_, s)| s))
 }
 
 fn load_unit_with(
     stmt: &mut rusqlite::Statement<'_>,
     experiment: &str,
     unit: &str,
-) -> Result<Option<UnitState>, StorageError> {
+) -> Result<Option<(i64, UnitState)>, StorageError> {
     let row: Option<UnitRow> = stmt
         .query_row(params![experiment, unit], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .optional()
         .map_err(map_err)?;
-    row.map(|(variant, at, excluded, values)| {
-        Ok(UnitState {
-            variant: variant_index(experiment, variant)?,
-            exposed_at: Timestamp::from_unix_millis(at),
-            excluded,
-            values: decode_values(&values)?,
-        })
+    row.map(|(rowid, variant, at, excluded, values)| {
+        Ok((
+            rowid,
+            UnitState {
+                variant: variant_index(experiment, variant)?,
+                exposed_at: Timestamp::from_unix_millis(at),
+                excluded,
+                values: decode_values(&values)?,
+            },
+        ))
     })
     .transpose()
 }
@@ -643,9 +647,7 @@ fn apply_in(
         .map_err(map_err)?;
     let mut load = tx.prepare_cached(LOAD_UNIT).map_err(map_err)?;
     let mut update = tx
-        .prepare_cached(
-            "UPDATE abkit_units SET metric_values = ?3 WHERE experiment = ?1 AND unit = ?2",
-        )
+        .prepare_cached("UPDATE abkit_units SET metric_values = ?2 WHERE rowid = ?1")
         .map_err(map_err)?;
     let mut insert = tx
         .prepare_cached(
@@ -672,16 +674,15 @@ fn apply_in(
             out.push(EventOutcome::DuplicateEventId);
             continue;
         }
-        let mut state = load_unit_with(&mut load, e.experiment, e.unit)?;
-        let existed = state.is_some();
+        let loaded = load_unit_with(&mut load, e.experiment, e.unit)?;
+        let rowid = loaded.as_ref().map(|(r, _)| *r);
+        let mut state = loaded.map(|(_, s)| s);
         let (outcome, delta) = UnitState::apply(&mut state, e.at, &e.kind);
         if let (true, Some(s)) = (outcome.is_stored(), &state) {
             encode_values(&s.values, &mut blob);
-            if existed {
+            if let Some(rowid) = rowid {
                 // Only metric values change once a unit is enrolled.
-                update
-                    .execute(params![e.experiment, e.unit, blob])
-                    .map_err(map_err)?;
+                update.execute(params![rowid, blob]).map_err(map_err)?;
             } else {
                 insert
                     .execute(params![

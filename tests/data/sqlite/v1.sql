@@ -25,7 +25,7 @@ CREATE TABLE abkit_units (
     excluded INTEGER NOT NULL,
     metric_values BLOB NOT NULL,
     PRIMARY KEY (experiment, unit)
-) WITHOUT ROWID;
+);
 CREATE TABLE abkit_event_ids (
     experiment TEXT NOT NULL,
     unit TEXT NOT NULL,
