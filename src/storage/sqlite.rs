@@ -512,8 +512,9 @@ fn variant_index(experiment: &str, v: i64) -> Result<u32, StorageError> {
 
 type UnitRow = (i64, i64, i64, bool, Vec<u8>);
 
-/// A unit's row: its rowid (for the update that follows in a batch) and its state.
-const LOAD_UNIT: &str = "SELECT rowid, variant, exposed_at, excluded, metric_values \
+/// A unit's row: its id (for the update that follows in a batch, and its event ids) and its
+/// state.
+const LOAD_UNIT: &str = "SELECT id, variant, exposed_at, excluded, metric_values \
      FROM abkit_units WHERE experiment = ?1 AND unit = ?2";
 
 fn load_unit(
@@ -607,7 +608,14 @@ fn flush_totals(
             .optional()
             .map_err(map_err)?;
         let (participants, mut metrics) = match stored {
-            Some((p, m)) => (u64::try_from(p).unwrap_or(0), decode_totals(&m)?),
+            Some((p, m)) => (
+                u64::try_from(p).map_err(|_| {
+                    StorageError::Corrupt(format!(
+                        "experiment {experiment:?} variant {i} has {p} participants"
+                    ))
+                })?,
+                decode_totals(&m)?,
+            ),
             None => (0, Vec::new()),
         };
         let participants = participants.saturating_add(d.participants);
@@ -641,13 +649,11 @@ fn apply_in(
     events: &[UnitEvent<'_>],
 ) -> Result<Vec<EventOutcome>, StorageError> {
     let mut seen_id = tx
-        .prepare_cached(
-            "SELECT 1 FROM abkit_event_ids WHERE experiment = ?1 AND unit = ?2 AND event_id = ?3",
-        )
+        .prepare_cached("SELECT 1 FROM abkit_event_ids WHERE unit_id = ?1 AND event_id = ?2")
         .map_err(map_err)?;
     let mut load = tx.prepare_cached(LOAD_UNIT).map_err(map_err)?;
     let mut update = tx
-        .prepare_cached("UPDATE abkit_units SET metric_values = ?2 WHERE rowid = ?1")
+        .prepare_cached("UPDATE abkit_units SET metric_values = ?2 WHERE id = ?1")
         .map_err(map_err)?;
     let mut insert = tx
         .prepare_cached(
@@ -657,32 +663,30 @@ fn apply_in(
         )
         .map_err(map_err)?;
     let mut remember_id = tx
-        .prepare_cached(
-            "INSERT INTO abkit_event_ids (experiment, unit, event_id) VALUES (?1, ?2, ?3)",
-        )
+        .prepare_cached("INSERT INTO abkit_event_ids (unit_id, event_id) VALUES (?1, ?2)")
         .map_err(map_err)?;
     let mut out = Vec::with_capacity(events.len());
     // The batch's change to each experiment's totals, written once at the end.
     let mut deltas: HashMap<&str, ExperimentTotals> = HashMap::new();
     let mut blob = Vec::new();
     for e in events {
-        if let Some(id) = e.event_id
-            && seen_id
-                .exists(params![e.experiment, e.unit, id])
-                .map_err(map_err)?
+        let loaded = load_unit_with(&mut load, e.experiment, e.unit)?;
+        let unit_id = loaded.as_ref().map(|(id, _)| *id);
+        // Event ids are remembered per enrolled unit, so only an enrolled unit can have seen one.
+        if let (Some(uid), Some(id)) = (unit_id, e.event_id)
+            && seen_id.exists(params![uid, id]).map_err(map_err)?
         {
             out.push(EventOutcome::DuplicateEventId);
             continue;
         }
-        let loaded = load_unit_with(&mut load, e.experiment, e.unit)?;
-        let rowid = loaded.as_ref().map(|(r, _)| *r);
         let mut state = loaded.map(|(_, s)| s);
         let (outcome, delta) = UnitState::apply(&mut state, e.at, &e.kind);
         if let (true, Some(s)) = (outcome.is_stored(), &state) {
             encode_values(&s.values, &mut blob);
-            if let Some(rowid) = rowid {
+            let uid = if let Some(uid) = unit_id {
                 // Only metric values change once a unit is enrolled.
-                update.execute(params![rowid, blob]).map_err(map_err)?;
+                update.execute(params![uid, blob]).map_err(map_err)?;
+                uid
             } else {
                 insert
                     .execute(params![
@@ -694,11 +698,10 @@ fn apply_in(
                         blob
                     ])
                     .map_err(map_err)?;
-            }
+                tx.last_insert_rowid()
+            };
             if let Some(id) = e.event_id {
-                remember_id
-                    .execute(params![e.experiment, e.unit, id])
-                    .map_err(map_err)?;
+                remember_id.execute(params![uid, id]).map_err(map_err)?;
             }
         }
         if let Some(d) = delta {
@@ -869,8 +872,9 @@ impl Storage for SqliteStorage {
         let mut conn = self.write()?;
         let tx = begin(&mut conn)?;
         for sql in [
+            "DELETE FROM abkit_event_ids WHERE unit_id IN \
+             (SELECT id FROM abkit_units WHERE experiment = ?1)",
             "DELETE FROM abkit_units WHERE experiment = ?1",
-            "DELETE FROM abkit_event_ids WHERE experiment = ?1",
             "DELETE FROM abkit_totals WHERE experiment = ?1",
         ] {
             tx.prepare_cached(sql)
@@ -1005,7 +1009,8 @@ mod tests {
             conn.execute_batch(
                 "INSERT INTO abkit_records VALUES ('experiment', 'e', 1, NULL, 'not json');
                  INSERT INTO abkit_records VALUES ('gadget', 'g', 1, NULL, '{}');
-                 INSERT INTO abkit_units VALUES ('e', 'u', 5000, 0, 0, x'');
+                 INSERT INTO abkit_units (experiment, unit, variant, exposed_at, excluded, metric_values)
+                     VALUES ('e', 'u', 5000, 0, 0, x'');
                  INSERT INTO abkit_totals VALUES ('e', 0, 1, x'00');",
             )
             .unwrap();
@@ -1019,6 +1024,133 @@ mod tests {
             Err(StorageError::Corrupt(m)) if m.contains("variant index 5000")
         ));
         assert!(matches!(store.totals("e"), Err(StorageError::Corrupt(_))));
+    }
+
+    #[test]
+    fn event_ids_are_forgotten_with_a_purge() {
+        let s = SqliteStorage::open_in_memory().unwrap();
+        let slot = crate::storage::MetricSlot {
+            index: 0,
+            aggregation: crate::storage::Aggregation::Sum,
+            cap: None,
+            window_millis: None,
+        };
+        let ev = |id: Option<&'static str>, kind| UnitEvent {
+            experiment: "e",
+            unit: "u",
+            event_id: id,
+            at: Timestamp::from_unix_millis(5),
+            kind,
+        };
+        let expose = crate::storage::UnitEventKind::Exposure {
+            variant: 0,
+            excluded: false,
+        };
+        let value = crate::storage::UnitEventKind::Metric {
+            slot,
+            value: 2.0,
+            denominator: 0.0,
+        };
+        let first = s
+            .apply_events(&[ev(None, expose), ev(Some("x"), value), ev(Some("x"), value)])
+            .unwrap();
+        assert_eq!(
+            first,
+            [
+                EventOutcome::Enrolled,
+                EventOutcome::Recorded,
+                EventOutcome::DuplicateEventId
+            ]
+        );
+        s.purge_events("e").unwrap();
+        let again = s
+            .apply_events(&[ev(None, expose), ev(Some("x"), value)])
+            .unwrap();
+        assert_eq!(again, [EventOutcome::Enrolled, EventOutcome::Recorded]);
+        assert_eq!(s.totals("e").unwrap().variant(0).metrics[0].sum, 2.0);
+    }
+
+    /// Same events, same answers: SQLite against the reference in-memory store.
+    #[test]
+    fn prop_matches_memory_storage() {
+        use crate::storage::{Aggregation, MemoryStorage, MetricSlot, UnitEventKind};
+        const UNITS: [&str; 4] = ["u0", "u1", "u2", "u3"];
+        const EXPS: [&str; 2] = ["e0", "e1"];
+        const IDS: [&str; 3] = ["a", "b", "c"];
+        let slot = |i: u32| MetricSlot {
+            index: i,
+            aggregation: if i == 0 {
+                Aggregation::Once
+            } else {
+                Aggregation::Sum
+            },
+            cap: if i == 2 { Some(5.0) } else { None },
+            window_millis: if i == 1 { Some(50) } else { None },
+        };
+        let kind = prop_oneof![
+            (0u32..3, any::<bool>())
+                .prop_map(|(variant, excluded)| UnitEventKind::Exposure { variant, excluded }),
+            (0u32..3, 0u8..8, 0u8..3).prop_map(move |(i, v, d)| UnitEventKind::Metric {
+                slot: slot(i),
+                value: f64::from(v),
+                denominator: f64::from(d),
+            }),
+            (0u32..3, 0u8..8).prop_map(move |(i, v)| UnitEventKind::Covariate {
+                slot: slot(i),
+                value: f64::from(v),
+            }),
+        ];
+        // (experiment, unit, event id, time, kind, purge after this event's batch)
+        let event = (
+            0usize..2,
+            0usize..4,
+            proptest::option::of(0usize..3),
+            0i64..100,
+            kind,
+        );
+        let batches = proptest::collection::vec(
+            (
+                proptest::collection::vec(event, 1..8),
+                proptest::option::weighted(0.1, 0usize..2),
+            ),
+            1..12,
+        );
+        runner()
+            .run(&batches, |batches| {
+                let sql = SqliteStorage::open_in_memory().unwrap();
+                let mem = MemoryStorage::new();
+                for (batch, purge) in &batches {
+                    let events: Vec<UnitEvent<'_>> = batch
+                        .iter()
+                        .map(|(x, u, id, at, kind)| UnitEvent {
+                            experiment: EXPS[*x],
+                            unit: UNITS[*u],
+                            event_id: id.map(|i| IDS[i]),
+                            at: Timestamp::from_unix_millis(*at),
+                            kind: *kind,
+                        })
+                        .collect();
+                    prop_assert_eq!(
+                        sql.apply_events(&events).unwrap(),
+                        mem.apply_events(&events).unwrap()
+                    );
+                    if let Some(x) = purge {
+                        sql.purge_events(EXPS[*x]).unwrap();
+                        mem.purge_events(EXPS[*x]).unwrap();
+                    }
+                }
+                for x in EXPS {
+                    prop_assert_eq!(sql.totals(x).unwrap(), mem.totals(x).unwrap());
+                    for u in UNITS {
+                        prop_assert_eq!(
+                            sql.unit_state(x, u).unwrap(),
+                            mem.unit_state(x, u).unwrap()
+                        );
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 
     fn runner() -> TestRunner {

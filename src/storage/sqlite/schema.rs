@@ -30,19 +30,19 @@ CREATE TABLE abkit_records (
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
 CREATE TABLE abkit_units (
+    id INTEGER PRIMARY KEY,
     experiment TEXT NOT NULL,
     unit TEXT NOT NULL,
     variant INTEGER NOT NULL,
     exposed_at INTEGER NOT NULL,
     excluded INTEGER NOT NULL,
     metric_values BLOB NOT NULL,
-    PRIMARY KEY (experiment, unit)
+    UNIQUE (experiment, unit)
 );
 CREATE TABLE abkit_event_ids (
-    experiment TEXT NOT NULL,
-    unit TEXT NOT NULL,
+    unit_id INTEGER NOT NULL,
     event_id TEXT NOT NULL,
-    PRIMARY KEY (experiment, unit, event_id)
+    PRIMARY KEY (unit_id, event_id)
 ) WITHOUT ROWID;
 CREATE TABLE abkit_totals (
     experiment TEXT NOT NULL,

@@ -18,19 +18,19 @@ CREATE TABLE abkit_records (
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
 CREATE TABLE abkit_units (
+    id INTEGER PRIMARY KEY,
     experiment TEXT NOT NULL,
     unit TEXT NOT NULL,
     variant INTEGER NOT NULL,
     exposed_at INTEGER NOT NULL,
     excluded INTEGER NOT NULL,
     metric_values BLOB NOT NULL,
-    PRIMARY KEY (experiment, unit)
+    UNIQUE (experiment, unit)
 );
 CREATE TABLE abkit_event_ids (
-    experiment TEXT NOT NULL,
-    unit TEXT NOT NULL,
+    unit_id INTEGER NOT NULL,
     event_id TEXT NOT NULL,
-    PRIMARY KEY (experiment, unit, event_id)
+    PRIMARY KEY (unit_id, event_id)
 ) WITHOUT ROWID;
 CREATE TABLE abkit_totals (
     experiment TEXT NOT NULL,
@@ -52,9 +52,9 @@ INSERT INTO abkit_records VALUES
     ('flag', 'flag_a', 2, 'proj/prod/checkout', '{"on":true}');
 -- usr_1: variant 1, converted on metric slot 0 (event id evt_1); usr_2: variant 0, no value.
 INSERT INTO abkit_units VALUES
-    ('exp_v1', 'usr_1', 1, 1700000000000, 0, x'000000000000F03F0000000000000000000000000000000000'),
-    ('exp_v1', 'usr_2', 0, 1700000000000, 0, x'');
-INSERT INTO abkit_event_ids VALUES ('exp_v1', 'usr_1', 'evt_1');
+    (1, 'exp_v1', 'usr_1', 1, 1700000000000, 0, x'000000000000F03F0000000000000000000000000000000000'),
+    (2, 'exp_v1', 'usr_2', 0, 1700000000000, 0, x'');
+INSERT INTO abkit_event_ids VALUES (1, 'evt_1');
 INSERT INTO abkit_totals VALUES
     ('exp_v1', 0, 1, x''),
     ('exp_v1', 1, 1, x'000000000000F03F000000000000F03F0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000');
