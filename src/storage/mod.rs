@@ -29,7 +29,7 @@ mod state;
 
 pub use memory::MemoryStorage;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStorage;
+pub use sqlite::{SqliteOptions, SqliteStorage, Synchronous};
 pub use state::{
     Aggregation, EventOutcome, ExperimentTotals, MetricSlot, MetricTotals, Rejection, TotalsDelta,
     UnitEvent, UnitEventKind, UnitState, UnitValue, VariantTotals,

@@ -1,5 +1,1213 @@
-//! SQLite storage (placeholder until the sqlite branch lands).
+//! A durable [`Storage`] on SQLite (bundled: nothing to install).
+//!
+//! Layout: configuration records in `abkit_records` (JSON bodies), one row per enrolled unit in
+//! `abkit_units` (its metric values as a compact little-endian blob), remembered event ids in
+//! `abkit_event_ids`, per-variant sufficient statistics in `abkit_totals` and sticky assignments
+//! in `abkit_sticky`. The schema is versioned (see `schema.rs`): opening an older database
+//! migrates it, opening a newer one is a [`StorageError::Schema`] and changes nothing.
+//!
+//! Durability: the journal is in WAL mode with `synchronous=FULL` by default, so a committed
+//! call survives a process crash and a power loss. Every logical operation is one
+//! `BEGIN IMMEDIATE` transaction (a whole [`Storage::apply_events`] batch included), so
+//! concurrent writers, threads or processes, serialise on the database's write lock (waiting up
+//! to the busy timeout) and never lose an update.
 
-/// A durable store on SQLite.
+mod schema;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+
+use super::state::{MAX_METRIC_SLOTS, MAX_VARIANTS};
+use super::{
+    EventOutcome, ExperimentTotals, MetricTotals, Record, RecordKind, RecordWrite, Storage,
+    StorageError, UnitEvent, UnitState, UnitValue, VariantTotals,
+};
+use crate::time::Timestamp;
+
+/// When SQLite waits for the disk on commit (`PRAGMA synchronous`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// `FULL`: every commit is synced to disk before it returns. Survives a process crash and
+    /// a power loss or OS crash.
+    #[default]
+    Full,
+    /// `NORMAL`: in WAL mode, commits survive a process crash, but the last commits may be
+    /// rolled back (never corrupted) by a power loss or OS crash. Faster on slow disks.
+    Normal,
+}
+
+/// Options for [`SqliteStorage::open_with`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use abkit::storage::{SqliteOptions, Synchronous};
+///
+/// let options = SqliteOptions::new()
+///     .busy_timeout(Duration::from_secs(10))
+///     .synchronous(Synchronous::Normal);
+/// assert_eq!(options.synchronous, Synchronous::Normal);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// How long a write waits for another connection's write lock before failing with
+    /// [`StorageError::Backend`] (default 5 s).
+    pub busy_timeout: Duration,
+    /// The sync mode (default [`Synchronous::Full`]).
+    pub synchronous: Synchronous,
+    /// The most pages (of 4 KiB by default) the database file may grow to, if limited; a write
+    /// past it fails with [`StorageError::Full`].
+    pub max_page_count: Option<u32>,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            busy_timeout: Duration::from_secs(5),
+            synchronous: Synchronous::Full,
+            max_page_count: None,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// The defaults: 5 s busy timeout, `synchronous=FULL`, no size limit.
+    pub fn new() -> SqliteOptions {
+        SqliteOptions::default()
+    }
+
+    /// Sets the busy timeout.
+    #[must_use]
+    pub fn busy_timeout(mut self, timeout: Duration) -> SqliteOptions {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Sets the sync mode.
+    #[must_use]
+    pub fn synchronous(mut self, synchronous: Synchronous) -> SqliteOptions {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// Limits the database file to `pages` pages.
+    #[must_use]
+    pub fn max_page_count(mut self, pages: u32) -> SqliteOptions {
+        self.max_page_count = Some(pages);
+        self
+    }
+}
+
+/// A durable store in one SQLite database file, safe to share between threads and between
+/// processes that open the same file.
+///
+/// Writes go through one connection (behind a mutex) in `BEGIN IMMEDIATE` transactions; reads
+/// of a file database use a second, read-only connection, so they are never blocked by a write
+/// in progress (WAL mode).
+///
+/// # Examples
+///
+/// ```
+/// use abkit::storage::{RecordKind, RecordWrite, SqliteStorage, Storage};
+///
+/// let path = std::env::temp_dir().join(format!("abkit-doc-{}.db", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// {
+///     let store = SqliteStorage::open(&path)?;
+///     let body = serde_json::json!({"name": "x"});
+///     store.put_record(RecordWrite { kind: RecordKind::Audience, id: "aud_1", unique_key: None, body: &body }, None)?;
+/// }
+/// // Reopened, the record is still there.
+/// let store = SqliteStorage::open(&path)?;
+/// assert_eq!(store.get_record(RecordKind::Audience, "aud_1")?.map(|r| r.version), Some(1));
+/// # drop(store);
+/// # for suffix in ["", "-wal", "-shm"] { let _ = std::fs::remove_file(format!("{}{suffix}", path.display())); }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
-pub struct SqliteStorage;
+pub struct SqliteStorage {
+    writer: Mutex<Connection>,
+    /// A read-only connection for file databases (`None`: reads use `writer`).
+    reader: Option<Mutex<Connection>>,
+    read_only: bool,
+}
+
+/// Maps a SQLite failure to the crate's error.
+fn map_err(e: rusqlite::Error) -> StorageError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::ReadOnly) => StorageError::ReadOnly(e.to_string()),
+        Some(ErrorCode::DiskFull) => StorageError::Full(e.to_string()),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+            StorageError::Corrupt(e.to_string())
+        }
+        _ => StorageError::Backend(e.to_string()),
+    }
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while a transaction was open rolled it back when the transaction was dropped.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn begin(conn: &mut Connection) -> Result<Transaction<'_>, StorageError> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(map_err)
+}
+
+fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), StorageError> {
+    conn.busy_timeout(options.busy_timeout).map_err(map_err)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    // A 32 MiB page cache (SQLite's default is 2 MiB): unit-state look-ups of large
+    // experiments stay in memory instead of re-reading pages on every event.
+    conn.execute_batch("PRAGMA cache_size = -32768")
+        .map_err(map_err)?;
+    if let Some(pages) = options.max_page_count {
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+            .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+fn set_synchronous(conn: &Connection, s: Synchronous) -> Result<(), StorageError> {
+    let sql = match s {
+        Synchronous::Full => "PRAGMA synchronous = FULL",
+        Synchronous::Normal => "PRAGMA synchronous = NORMAL",
+    };
+    conn.execute_batch(sql).map_err(map_err)
+}
+
+fn enable_wal(conn: &Connection) -> Result<(), StorageError> {
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(map_err)?;
+    if mode.eq_ignore_ascii_case("wal") {
+        Ok(())
+    } else {
+        Err(StorageError::Backend(format!(
+            "journal_mode is {mode:?}, expected \"wal\" (the file system may not support it)"
+        )))
+    }
+}
+
+impl SqliteStorage {
+    /// Opens (creating it if absent) the database at `path` with the default options, creating
+    /// or migrating its schema.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Corrupt`] for a file that is not a SQLite database or one holding
+    /// other tables; [`StorageError::Schema`] for a database written by a newer abkit (nothing
+    /// is modified); [`StorageError::Backend`] when the file cannot be opened.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::storage::{SqliteStorage, Storage};
+    ///
+    /// let path = std::env::temp_dir().join(format!("abkit-open-{}.db", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let store = SqliteStorage::open(&path)?;
+    /// assert!(store.totals("exp_1")?.variants.is_empty());
+    /// # drop(store);
+    /// # for suffix in ["", "-wal", "-shm"] { let _ = std::fs::remove_file(format!("{}{suffix}", path.display())); }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStorage, StorageError> {
+        SqliteStorage::open_with(path, &SqliteOptions::default())
+    }
+
+    /// Opens (creating it if absent) the database at `path` with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::storage::{SqliteOptions, SqliteStorage, Synchronous};
+    ///
+    /// let path = std::env::temp_dir().join(format!("abkit-open-with-{}.db", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let store = SqliteStorage::open_with(&path, &SqliteOptions::new().synchronous(Synchronous::Normal))?;
+    /// # drop(store);
+    /// # for suffix in ["", "-wal", "-shm"] { let _ = std::fs::remove_file(format!("{}{suffix}", path.display())); }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: &SqliteOptions,
+    ) -> Result<SqliteStorage, StorageError> {
+        let path = path.as_ref();
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut writer = Connection::open_with_flags(path, flags).map_err(|e| open_err(path, e))?;
+        configure(&writer, options)?;
+        schema::prepare(&mut writer, enable_wal)?;
+        set_synchronous(&writer, options.synchronous)?;
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_err(path, e))?;
+        configure(&reader, options)?;
+        Ok(SqliteStorage {
+            writer: Mutex::new(writer),
+            reader: Some(Mutex::new(reader)),
+            read_only: false,
+        })
+    }
+
+    /// Opens the existing database at `path` for reading only: every write fails with
+    /// [`StorageError::ReadOnly`]. Its schema must be the current one (nothing is migrated).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open); also [`StorageError::Schema`] for a database of an older
+    /// schema or with none, and [`StorageError::Backend`] when the file does not exist.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::storage::{SqliteStorage, Storage, StorageError};
+    ///
+    /// let path = std::env::temp_dir().join(format!("abkit-ro-{}.db", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// drop(SqliteStorage::open(&path)?);
+    /// let store = SqliteStorage::open_read_only(&path)?;
+    /// assert!(matches!(store.purge_events("exp_1"), Err(StorageError::ReadOnly(_))));
+    /// # drop(store);
+    /// # for suffix in ["", "-wal", "-shm"] { let _ = std::fs::remove_file(format!("{}{suffix}", path.display())); }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<SqliteStorage, StorageError> {
+        let path = path.as_ref();
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_err(path, e))?;
+        configure(&conn, &SqliteOptions::default())?;
+        schema::check_read_only(&conn)?;
+        Ok(SqliteStorage {
+            writer: Mutex::new(conn),
+            reader: None,
+            read_only: true,
+        })
+    }
+
+    /// A new database in memory, gone when the store is dropped (for tests).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Backend`] if SQLite cannot allocate it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::storage::{SqliteStorage, Storage};
+    ///
+    /// let store = SqliteStorage::open_in_memory()?;
+    /// assert!(store.sticky_assignments("usr_1")?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_in_memory() -> Result<SqliteStorage, StorageError> {
+        let mut conn = Connection::open_in_memory().map_err(map_err)?;
+        configure(&conn, &SqliteOptions::default())?;
+        schema::prepare(&mut conn, |_| Ok(()))?;
+        Ok(SqliteStorage {
+            writer: Mutex::new(conn),
+            reader: None,
+            read_only: false,
+        })
+    }
+
+    /// Whether the store was opened with [`open_read_only`](Self::open_read_only).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        lock(self.reader.as_ref().unwrap_or(&self.writer))
+    }
+
+    fn write(&self) -> Result<MutexGuard<'_, Connection>, StorageError> {
+        if self.read_only {
+            return Err(StorageError::ReadOnly(
+                "the database was opened with open_read_only".into(),
+            ));
+        }
+        Ok(lock(&self.writer))
+    }
+}
+
+fn open_err(path: &Path, e: rusqlite::Error) -> StorageError {
+    match map_err(e) {
+        StorageError::Backend(m) => {
+            StorageError::Backend(format!("cannot open {}: {m}", path.display()))
+        }
+        other => other,
+    }
+}
+
+fn to_sql_version(v: u64) -> Result<i64, StorageError> {
+    i64::try_from(v).map_err(|_| StorageError::Backend(format!("version {v} is too large")))
+}
+
+fn from_sql_version(kind: RecordKind, id: &str, v: i64) -> Result<u64, StorageError> {
+    u64::try_from(v)
+        .map_err(|_| StorageError::Corrupt(format!("{kind} {id:?} has version {v}, expected >= 1")))
+}
+
+fn record_from_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, i64, Option<String>, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn decode_record(
+    (kind, id, version, unique_key, body): (String, String, i64, Option<String>, String),
+) -> Result<Record, StorageError> {
+    let kind = RecordKind::parse(&kind)
+        .ok_or_else(|| StorageError::Corrupt(format!("unknown record kind {kind:?}")))?;
+    let version = from_sql_version(kind, &id, version)?;
+    let body = serde_json::from_str(&body)
+        .map_err(|e| StorageError::Corrupt(format!("{kind} {id:?} body is not valid json: {e}")))?;
+    Ok(Record {
+        kind,
+        id,
+        version,
+        unique_key,
+        body,
+    })
+}
+
+// ---- compact encodings of per-unit values and per-variant totals -------------------------
+
+/// Bytes per encoded [`UnitValue`]: numerator, denominator, covariate (f64 LE) and a flag.
+const VALUE_BYTES: usize = 25;
+/// Bytes per encoded [`MetricTotals`]: eight f64 and a u64, LE.
+const TOTALS_BYTES: usize = 72;
+
+fn encode_values(values: &[UnitValue], out: &mut Vec<u8>) {
+    out.clear();
+    for v in values {
+        out.extend_from_slice(&v.numerator.to_le_bytes());
+        out.extend_from_slice(&v.denominator.to_le_bytes());
+        out.extend_from_slice(&v.covariate.unwrap_or(0.0).to_le_bytes());
+        out.push(u8::from(v.covariate.is_some()));
+    }
+}
+
+fn word(chunk: &[u8], i: usize) -> Result<[u8; 8], StorageError> {
+    chunk
+        .get(i * 8..i * 8 + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .ok_or_else(|| StorageError::Corrupt("truncated value blob".into()))
+}
+
+fn f64_at(chunk: &[u8], i: usize) -> Result<f64, StorageError> {
+    word(chunk, i).map(f64::from_le_bytes)
+}
+
+fn decode_values(bytes: &[u8]) -> Result<Vec<UnitValue>, StorageError> {
+    if !bytes.len().is_multiple_of(VALUE_BYTES)
+        || bytes.len() / VALUE_BYTES > MAX_METRIC_SLOTS as usize
+    {
+        return Err(StorageError::Corrupt(format!(
+            "unit values blob has {} bytes, expected a multiple of {VALUE_BYTES} up to {}",
+            bytes.len(),
+            VALUE_BYTES * MAX_METRIC_SLOTS as usize
+        )));
+    }
+    bytes
+        .chunks_exact(VALUE_BYTES)
+        .map(|c| {
+            let covariate = match c.get(24) {
+                Some(0) => None,
+                Some(1) => Some(f64_at(c, 2)?),
+                other => {
+                    return Err(StorageError::Corrupt(format!(
+                        "unit value covariate flag is {other:?}, expected 0 or 1"
+                    )));
+                }
+            };
+            Ok(UnitValue {
+                numerator: f64_at(c, 0)?,
+                denominator: f64_at(c, 1)?,
+                covariate,
+            })
+        })
+        .collect()
+}
+
+fn encode_totals(metrics: &[MetricTotals]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(metrics.len() * TOTALS_BYTES);
+    for m in metrics {
+        for x in [
+            m.sum,
+            m.sum_squares,
+            m.denominator_sum,
+            m.denominator_sum_squares,
+            m.sum_products,
+            m.covariate_sum,
+            m.covariate_sum_squares,
+            m.covariate_sum_products,
+        ] {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out.extend_from_slice(&m.covariate_count.to_le_bytes());
+    }
+    out
+}
+
+fn decode_totals(bytes: &[u8]) -> Result<Vec<MetricTotals>, StorageError> {
+    if !bytes.len().is_multiple_of(TOTALS_BYTES)
+        || bytes.len() / TOTALS_BYTES > MAX_METRIC_SLOTS as usize
+    {
+        return Err(StorageError::Corrupt(format!(
+            "metric totals blob has {} bytes, expected a multiple of {TOTALS_BYTES} up to {}",
+            bytes.len(),
+            TOTALS_BYTES * MAX_METRIC_SLOTS as usize
+        )));
+    }
+    bytes
+        .chunks_exact(TOTALS_BYTES)
+        .map(|c| {
+            Ok(MetricTotals {
+                sum: f64_at(c, 0)?,
+                sum_squares: f64_at(c, 1)?,
+                denominator_sum: f64_at(c, 2)?,
+                denominator_sum_squares: f64_at(c, 3)?,
+                sum_products: f64_at(c, 4)?,
+                covariate_sum: f64_at(c, 5)?,
+                covariate_sum_squares: f64_at(c, 6)?,
+                covariate_sum_products: f64_at(c, 7)?,
+                covariate_count: u64::from_le_bytes(word(c, 8)?),
+            })
+        })
+        .collect()
+}
+
+fn variant_index(experiment: &str, v: i64) -> Result<u32, StorageError> {
+    u32::try_from(v)
+        .ok()
+        .filter(|v| *v < MAX_VARIANTS)
+        .ok_or_else(|| {
+            StorageError::Corrupt(format!(
+                "experiment {experiment:?} has stored variant index {v}, expected 0..{MAX_VARIANTS}"
+            ))
+        })
+}
+
+type UnitRow = (i64, i64, i64, bool, Vec<u8>);
+
+/// A unit's row: its id (for the update that follows in a batch, and its event ids) and its
+/// state.
+const LOAD_UNIT: &str = "SELECT id, variant, exposed_at, excluded, metric_values \
+     FROM abkit_units WHERE experiment = ?1 AND unit = ?2";
+
+fn load_unit(
+    conn: &Connection,
+    experiment: &str,
+    unit: &str,
+) -> Result<Option<UnitState>, StorageError> {
+    let mut stmt = conn.prepare_cached(LOAD_UNIT).map_err(map_err)?;
+    Ok(load_unit_with(&mut stmt, experiment, unit)?.map(|(_, s)| s))
+}
+
+fn load_unit_with(
+    stmt: &mut rusqlite::Statement<'_>,
+    experiment: &str,
+    unit: &str,
+) -> Result<Option<(i64, UnitState)>, StorageError> {
+    let row: Option<UnitRow> = stmt
+        .query_row(params![experiment, unit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()
+        .map_err(map_err)?;
+    row.map(|(rowid, variant, at, excluded, values)| {
+        Ok((
+            rowid,
+            UnitState {
+                variant: variant_index(experiment, variant)?,
+                exposed_at: Timestamp::from_unix_millis(at),
+                excluded,
+                values: decode_values(&values)?,
+            },
+        ))
+    })
+    .transpose()
+}
+
+fn load_totals(conn: &Connection, experiment: &str) -> Result<ExperimentTotals, StorageError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT variant, participants, metrics FROM abkit_totals WHERE experiment = ?1 \
+             ORDER BY variant",
+        )
+        .map_err(map_err)?;
+    let rows = stmt
+        .query_map(params![experiment], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })
+        .map_err(map_err)?;
+    let mut totals = ExperimentTotals::default();
+    for row in rows {
+        let (variant, participants, metrics) = row.map_err(map_err)?;
+        let v = variant_index(experiment, variant)? as usize;
+        if totals.variants.len() <= v {
+            totals.variants.resize_with(v + 1, VariantTotals::default);
+        }
+        if let Some(t) = totals.variants.get_mut(v) {
+            t.participants = u64::try_from(participants).map_err(|_| {
+                StorageError::Corrupt(format!(
+                    "experiment {experiment:?} variant {v} has {participants} participants"
+                ))
+            })?;
+            t.metrics = decode_totals(&metrics)?;
+        }
+    }
+    Ok(totals)
+}
+
+/// Adds a batch's accumulated change to the stored totals of `experiment`.
+fn flush_totals(
+    tx: &Transaction<'_>,
+    experiment: &str,
+    delta: &ExperimentTotals,
+) -> Result<(), StorageError> {
+    for (i, d) in delta.variants.iter().enumerate() {
+        if d.participants == 0 && d.metrics.is_empty() {
+            continue;
+        }
+        let variant =
+            i64::try_from(i).map_err(|_| StorageError::Backend("variant index".into()))?;
+        let stored: Option<(i64, Vec<u8>)> = tx
+            .prepare_cached(
+                "SELECT participants, metrics FROM abkit_totals \
+                 WHERE experiment = ?1 AND variant = ?2",
+            )
+            .map_err(map_err)?
+            .query_row(params![experiment, variant], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(map_err)?;
+        let (participants, mut metrics) = match stored {
+            Some((p, m)) => (
+                u64::try_from(p).map_err(|_| {
+                    StorageError::Corrupt(format!(
+                        "experiment {experiment:?} variant {i} has {p} participants"
+                    ))
+                })?,
+                decode_totals(&m)?,
+            ),
+            None => (0, Vec::new()),
+        };
+        let participants = participants.saturating_add(d.participants);
+        if metrics.len() < d.metrics.len() {
+            metrics.resize_with(d.metrics.len(), MetricTotals::default);
+        }
+        for (m, x) in metrics.iter_mut().zip(&d.metrics) {
+            m.add(x);
+        }
+        tx.prepare_cached(
+            "INSERT INTO abkit_totals (experiment, variant, participants, metrics) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (experiment, variant) DO UPDATE SET \
+             participants = excluded.participants, metrics = excluded.metrics",
+        )
+        .map_err(map_err)?
+        .execute(params![
+            experiment,
+            variant,
+            i64::try_from(participants).unwrap_or(i64::MAX),
+            encode_totals(&metrics)
+        ])
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// Applies a batch inside the open transaction `tx`; the statements are prepared once per
+/// batch.
+fn apply_in(
+    tx: &Transaction<'_>,
+    events: &[UnitEvent<'_>],
+) -> Result<Vec<EventOutcome>, StorageError> {
+    let mut seen_id = tx
+        .prepare_cached("SELECT 1 FROM abkit_event_ids WHERE unit_id = ?1 AND event_id = ?2")
+        .map_err(map_err)?;
+    let mut load = tx.prepare_cached(LOAD_UNIT).map_err(map_err)?;
+    let mut update = tx
+        .prepare_cached("UPDATE abkit_units SET metric_values = ?2 WHERE id = ?1")
+        .map_err(map_err)?;
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO abkit_units \
+             (experiment, unit, variant, exposed_at, excluded, metric_values) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(map_err)?;
+    let mut remember_id = tx
+        .prepare_cached("INSERT INTO abkit_event_ids (unit_id, event_id) VALUES (?1, ?2)")
+        .map_err(map_err)?;
+    let mut out = Vec::with_capacity(events.len());
+    // The batch's change to each experiment's totals, written once at the end.
+    let mut deltas: HashMap<&str, ExperimentTotals> = HashMap::new();
+    let mut blob = Vec::new();
+    for e in events {
+        let loaded = load_unit_with(&mut load, e.experiment, e.unit)?;
+        let unit_id = loaded.as_ref().map(|(id, _)| *id);
+        // Event ids are remembered per enrolled unit, so only an enrolled unit can have seen one.
+        if let (Some(uid), Some(id)) = (unit_id, e.event_id)
+            && seen_id.exists(params![uid, id]).map_err(map_err)?
+        {
+            out.push(EventOutcome::DuplicateEventId);
+            continue;
+        }
+        let mut state = loaded.map(|(_, s)| s);
+        let (outcome, delta) = UnitState::apply(&mut state, e.at, &e.kind);
+        if let (true, Some(s)) = (outcome.is_stored(), &state) {
+            encode_values(&s.values, &mut blob);
+            let uid = if let Some(uid) = unit_id {
+                // Only metric values change once a unit is enrolled.
+                update.execute(params![uid, blob]).map_err(map_err)?;
+                uid
+            } else {
+                insert
+                    .execute(params![
+                        e.experiment,
+                        e.unit,
+                        s.variant,
+                        s.exposed_at.unix_millis(),
+                        s.excluded,
+                        blob
+                    ])
+                    .map_err(map_err)?;
+                tx.last_insert_rowid()
+            };
+            if let Some(id) = e.event_id {
+                remember_id.execute(params![uid, id]).map_err(map_err)?;
+            }
+        }
+        if let Some(d) = delta {
+            deltas.entry(e.experiment).or_default().apply(&d);
+        }
+        out.push(outcome);
+    }
+    for (experiment, delta) in &deltas {
+        flush_totals(tx, experiment, delta)?;
+    }
+    Ok(out)
+}
+
+impl Storage for SqliteStorage {
+    fn get_record(&self, kind: RecordKind, id: &str) -> Result<Option<Record>, StorageError> {
+        let conn = self.read();
+        let row = conn
+            .prepare_cached(
+                "SELECT kind, id, version, unique_key, body FROM abkit_records \
+                 WHERE kind = ?1 AND id = ?2",
+            )
+            .map_err(map_err)?
+            .query_row(params![kind.as_str(), id], record_from_row)
+            .optional()
+            .map_err(map_err)?;
+        row.map(decode_record).transpose()
+    }
+
+    fn list_records(&self, kind: RecordKind) -> Result<Vec<Record>, StorageError> {
+        let conn = self.read();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT kind, id, version, unique_key, body FROM abkit_records \
+                 WHERE kind = ?1 ORDER BY id",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map(params![kind.as_str()], record_from_row)
+            .map_err(map_err)?;
+        rows.map(|r| r.map_err(map_err).and_then(decode_record))
+            .collect()
+    }
+
+    fn put_record(&self, w: RecordWrite<'_>, expected: Option<u64>) -> Result<u64, StorageError> {
+        let body = serde_json::to_string(w.body).map_err(|e| {
+            StorageError::Backend(format!("{} {:?} body cannot be encoded: {e}", w.kind, w.id))
+        })?;
+        let mut conn = self.write()?;
+        let tx = begin(&mut conn)?;
+        let stored: Option<i64> = tx
+            .prepare_cached("SELECT version FROM abkit_records WHERE kind = ?1 AND id = ?2")
+            .map_err(map_err)?
+            .query_row(params![w.kind.as_str(), w.id], |r| r.get(0))
+            .optional()
+            .map_err(map_err)?;
+        let stored = stored
+            .map(|v| from_sql_version(w.kind, w.id, v))
+            .transpose()?;
+        let version = match (stored, expected) {
+            (Some(_), None) => {
+                return Err(StorageError::AlreadyExists {
+                    kind: w.kind,
+                    id: w.id.to_owned(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(StorageError::NotFound {
+                    kind: w.kind,
+                    id: w.id.to_owned(),
+                });
+            }
+            (Some(found), Some(v)) if found != v => {
+                return Err(StorageError::VersionConflict {
+                    kind: w.kind,
+                    id: w.id.to_owned(),
+                    expected: v,
+                    found,
+                });
+            }
+            (Some(found), Some(_)) => found.checked_add(1).ok_or_else(|| {
+                StorageError::Backend(format!("{} {:?} version overflows", w.kind, w.id))
+            })?,
+            (None, None) => 1,
+        };
+        if let Some(key) = w.unique_key {
+            let taken = tx
+                .prepare_cached(
+                    "SELECT 1 FROM abkit_records WHERE kind = ?1 AND unique_key = ?2 AND id <> ?3",
+                )
+                .map_err(map_err)?
+                .exists(params![w.kind.as_str(), key, w.id])
+                .map_err(map_err)?;
+            if taken {
+                return Err(StorageError::UniqueViolation {
+                    kind: w.kind,
+                    key: key.to_owned(),
+                });
+            }
+        }
+        tx.prepare_cached(
+            "INSERT INTO abkit_records (kind, id, version, unique_key, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (kind, id) DO UPDATE SET \
+             version = excluded.version, unique_key = excluded.unique_key, body = excluded.body",
+        )
+        .map_err(map_err)?
+        .execute(params![
+            w.kind.as_str(),
+            w.id,
+            to_sql_version(version)?,
+            w.unique_key,
+            body
+        ])
+        .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        Ok(version)
+    }
+
+    fn delete_record(&self, kind: RecordKind, id: &str, expected: u64) -> Result<(), StorageError> {
+        let mut conn = self.write()?;
+        let tx = begin(&mut conn)?;
+        let stored: Option<i64> = tx
+            .prepare_cached("SELECT version FROM abkit_records WHERE kind = ?1 AND id = ?2")
+            .map_err(map_err)?
+            .query_row(params![kind.as_str(), id], |r| r.get(0))
+            .optional()
+            .map_err(map_err)?;
+        match stored.map(|v| from_sql_version(kind, id, v)).transpose()? {
+            None => Err(StorageError::NotFound {
+                kind,
+                id: id.to_owned(),
+            }),
+            Some(found) if found != expected => Err(StorageError::VersionConflict {
+                kind,
+                id: id.to_owned(),
+                expected,
+                found,
+            }),
+            Some(_) => {
+                tx.prepare_cached("DELETE FROM abkit_records WHERE kind = ?1 AND id = ?2")
+                    .map_err(map_err)?
+                    .execute(params![kind.as_str(), id])
+                    .map_err(map_err)?;
+                tx.commit().map_err(map_err)
+            }
+        }
+    }
+
+    fn apply_events(&self, events: &[UnitEvent<'_>]) -> Result<Vec<EventOutcome>, StorageError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.write()?;
+        let tx = begin(&mut conn)?;
+        let out = apply_in(&tx, events)?;
+        tx.commit().map_err(map_err)?;
+        Ok(out)
+    }
+
+    fn unit_state(&self, experiment: &str, unit: &str) -> Result<Option<UnitState>, StorageError> {
+        load_unit(&self.read(), experiment, unit)
+    }
+
+    fn totals(&self, experiment: &str) -> Result<ExperimentTotals, StorageError> {
+        load_totals(&self.read(), experiment)
+    }
+
+    fn purge_events(&self, experiment: &str) -> Result<(), StorageError> {
+        let mut conn = self.write()?;
+        let tx = begin(&mut conn)?;
+        for sql in [
+            "DELETE FROM abkit_event_ids WHERE unit_id IN \
+             (SELECT id FROM abkit_units WHERE experiment = ?1)",
+            "DELETE FROM abkit_units WHERE experiment = ?1",
+            "DELETE FROM abkit_totals WHERE experiment = ?1",
+        ] {
+            tx.prepare_cached(sql)
+                .map_err(map_err)?
+                .execute(params![experiment])
+                .map_err(map_err)?;
+        }
+        tx.commit().map_err(map_err)
+    }
+
+    fn sticky_assignments(&self, unit: &str) -> Result<Vec<(String, String)>, StorageError> {
+        let conn = self.read();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT experiment, variant FROM abkit_sticky WHERE unit = ?1 ORDER BY experiment",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map(params![unit], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(map_err)?;
+        rows.map(|r| r.map_err(map_err)).collect()
+    }
+
+    fn save_sticky_assignments(
+        &self,
+        unit: &str,
+        assignments: &[(&str, &str)],
+    ) -> Result<(), StorageError> {
+        if assignments.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.write()?;
+        let tx = begin(&mut conn)?;
+        for (experiment, variant) in assignments {
+            tx.prepare_cached(
+                "INSERT INTO abkit_sticky (unit, experiment, variant) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (unit, experiment) DO NOTHING",
+            )
+            .map_err(map_err)?
+            .execute(params![unit, experiment, variant])
+            .map_err(map_err)?;
+        }
+        tx.commit().map_err(map_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+    use super::*;
+
+    fn temp_path(name: &str) -> std::path::PathBuf {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p =
+            std::env::temp_dir().join(format!("abkit-unit-{name}-{}-{n}.db", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+        }
+        p
+    }
+
+    #[test]
+    fn passes_the_conformance_suite_on_files() {
+        crate::storage::conformance::run(|| SqliteStorage::open(temp_path("conf")).unwrap());
+    }
+
+    #[test]
+    fn passes_the_conformance_suite_in_memory() {
+        crate::storage::conformance::run(|| SqliteStorage::open_in_memory().unwrap());
+    }
+
+    #[test]
+    fn store_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<SqliteStorage>();
+        check::<SqliteOptions>();
+    }
+
+    #[test]
+    fn maps_error_codes() {
+        let e = |code| {
+            map_err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error {
+                    code,
+                    extended_code: 0,
+                },
+                Some("m".into()),
+            ))
+        };
+        assert_eq!(e(ErrorCode::ReadOnly), StorageError::ReadOnly("m".into()));
+        assert_eq!(e(ErrorCode::DiskFull), StorageError::Full("m".into()));
+        assert_eq!(
+            e(ErrorCode::NotADatabase),
+            StorageError::Corrupt("m".into())
+        );
+        assert_eq!(
+            e(ErrorCode::DatabaseBusy),
+            StorageError::Backend("m".into())
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_blobs() {
+        assert!(matches!(
+            decode_values(&[0; 24]),
+            Err(StorageError::Corrupt(_))
+        ));
+        let mut bad_flag = vec![0u8; 25];
+        bad_flag[24] = 7;
+        assert_eq!(
+            decode_values(&bad_flag),
+            Err(StorageError::Corrupt(
+                "unit value covariate flag is Some(7), expected 0 or 1".into()
+            ))
+        );
+        assert!(matches!(
+            decode_totals(&[0; 71]),
+            Err(StorageError::Corrupt(_))
+        ));
+        assert_eq!(decode_values(&[]), Ok(vec![]));
+    }
+
+    #[test]
+    fn corrupt_rows_are_errors_not_panics() {
+        let store = SqliteStorage::open_in_memory().unwrap();
+        {
+            let conn = lock(&store.writer);
+            conn.execute_batch(
+                "INSERT INTO abkit_records VALUES ('experiment', 'e', 1, NULL, 'not json');
+                 INSERT INTO abkit_records VALUES ('gadget', 'g', 1, NULL, '{}');
+                 INSERT INTO abkit_units (experiment, unit, variant, exposed_at, excluded, metric_values)
+                     VALUES ('e', 'u', 5000, 0, 0, x'');
+                 INSERT INTO abkit_totals VALUES ('e', 0, 1, x'00');",
+            )
+            .unwrap();
+        }
+        assert!(matches!(
+            store.get_record(RecordKind::Experiment, "e"),
+            Err(StorageError::Corrupt(m)) if m.contains("not valid json")
+        ));
+        assert!(matches!(
+            store.unit_state("e", "u"),
+            Err(StorageError::Corrupt(m)) if m.contains("variant index 5000")
+        ));
+        assert!(matches!(store.totals("e"), Err(StorageError::Corrupt(_))));
+    }
+
+    #[test]
+    fn event_ids_are_forgotten_with_a_purge() {
+        let s = SqliteStorage::open_in_memory().unwrap();
+        let slot = crate::storage::MetricSlot {
+            index: 0,
+            aggregation: crate::storage::Aggregation::Sum,
+            cap: None,
+            window_millis: None,
+        };
+        let ev = |id: Option<&'static str>, kind| UnitEvent {
+            experiment: "e",
+            unit: "u",
+            event_id: id,
+            at: Timestamp::from_unix_millis(5),
+            kind,
+        };
+        let expose = crate::storage::UnitEventKind::Exposure {
+            variant: 0,
+            excluded: false,
+        };
+        let value = crate::storage::UnitEventKind::Metric {
+            slot,
+            value: 2.0,
+            denominator: 0.0,
+        };
+        let first = s
+            .apply_events(&[ev(None, expose), ev(Some("x"), value), ev(Some("x"), value)])
+            .unwrap();
+        assert_eq!(
+            first,
+            [
+                EventOutcome::Enrolled,
+                EventOutcome::Recorded,
+                EventOutcome::DuplicateEventId
+            ]
+        );
+        s.purge_events("e").unwrap();
+        let again = s
+            .apply_events(&[ev(None, expose), ev(Some("x"), value)])
+            .unwrap();
+        assert_eq!(again, [EventOutcome::Enrolled, EventOutcome::Recorded]);
+        assert_eq!(s.totals("e").unwrap().variant(0).metrics[0].sum, 2.0);
+    }
+
+    /// Same events, same answers: SQLite against the reference in-memory store.
+    #[test]
+    fn prop_matches_memory_storage() {
+        use crate::storage::{Aggregation, MemoryStorage, MetricSlot, UnitEventKind};
+        const UNITS: [&str; 4] = ["u0", "u1", "u2", "u3"];
+        const EXPS: [&str; 2] = ["e0", "e1"];
+        const IDS: [&str; 3] = ["a", "b", "c"];
+        let slot = |i: u32| MetricSlot {
+            index: i,
+            aggregation: if i == 0 {
+                Aggregation::Once
+            } else {
+                Aggregation::Sum
+            },
+            cap: if i == 2 { Some(5.0) } else { None },
+            window_millis: if i == 1 { Some(50) } else { None },
+        };
+        let kind = prop_oneof![
+            (0u32..3, any::<bool>())
+                .prop_map(|(variant, excluded)| UnitEventKind::Exposure { variant, excluded }),
+            (0u32..3, 0u8..8, 0u8..3).prop_map(move |(i, v, d)| UnitEventKind::Metric {
+                slot: slot(i),
+                value: f64::from(v),
+                denominator: f64::from(d),
+            }),
+            (0u32..3, 0u8..8).prop_map(move |(i, v)| UnitEventKind::Covariate {
+                slot: slot(i),
+                value: f64::from(v),
+            }),
+        ];
+        // (experiment, unit, event id, time, kind, purge after this event's batch)
+        let event = (
+            0usize..2,
+            0usize..4,
+            proptest::option::of(0usize..3),
+            0i64..100,
+            kind,
+        );
+        let batches = proptest::collection::vec(
+            (
+                proptest::collection::vec(event, 1..8),
+                proptest::option::weighted(0.1, 0usize..2),
+            ),
+            1..12,
+        );
+        runner()
+            .run(&batches, |batches| {
+                let sql = SqliteStorage::open_in_memory().unwrap();
+                let mem = MemoryStorage::new();
+                for (batch, purge) in &batches {
+                    let events: Vec<UnitEvent<'_>> = batch
+                        .iter()
+                        .map(|(x, u, id, at, kind)| UnitEvent {
+                            experiment: EXPS[*x],
+                            unit: UNITS[*u],
+                            event_id: id.map(|i| IDS[i]),
+                            at: Timestamp::from_unix_millis(*at),
+                            kind: *kind,
+                        })
+                        .collect();
+                    prop_assert_eq!(
+                        sql.apply_events(&events).unwrap(),
+                        mem.apply_events(&events).unwrap()
+                    );
+                    if let Some(x) = purge {
+                        sql.purge_events(EXPS[*x]).unwrap();
+                        mem.purge_events(EXPS[*x]).unwrap();
+                    }
+                }
+                for x in EXPS {
+                    prop_assert_eq!(sql.totals(x).unwrap(), mem.totals(x).unwrap());
+                    for u in UNITS {
+                        prop_assert_eq!(
+                            sql.unit_state(x, u).unwrap(),
+                            mem.unit_state(x, u).unwrap()
+                        );
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    fn runner() -> TestRunner {
+        TestRunner::new_with_rng(
+            Config::with_cases(256),
+            TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+        )
+    }
+
+    #[test]
+    fn prop_unit_values_round_trip_bit_exact() {
+        let value = (
+            any::<f64>(),
+            any::<f64>(),
+            proptest::option::of(any::<f64>()),
+        )
+            .prop_map(|(numerator, denominator, covariate)| UnitValue {
+                numerator,
+                denominator,
+                covariate,
+            });
+        runner()
+            .run(&proptest::collection::vec(value, 0..20), |values| {
+                let mut blob = Vec::new();
+                encode_values(&values, &mut blob);
+                let back = decode_values(&blob).unwrap();
+                prop_assert_eq!(back.len(), values.len());
+                for (a, b) in back.iter().zip(&values) {
+                    prop_assert_eq!(a.numerator.to_bits(), b.numerator.to_bits());
+                    prop_assert_eq!(a.denominator.to_bits(), b.denominator.to_bits());
+                    prop_assert_eq!(a.covariate.map(f64::to_bits), b.covariate.map(f64::to_bits));
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn prop_metric_totals_round_trip() {
+        let totals = (proptest::array::uniform8(-1e12f64..1e12), any::<u64>()).prop_map(
+            |(f, covariate_count)| MetricTotals {
+                sum: f[0],
+                sum_squares: f[1],
+                denominator_sum: f[2],
+                denominator_sum_squares: f[3],
+                sum_products: f[4],
+                covariate_sum: f[5],
+                covariate_sum_squares: f[6],
+                covariate_sum_products: f[7],
+                covariate_count,
+            },
+        );
+        runner()
+            .run(&proptest::collection::vec(totals, 0..10), |metrics| {
+                prop_assert_eq!(decode_totals(&encode_totals(&metrics)).unwrap(), metrics);
+                Ok(())
+            })
+            .unwrap();
+    }
+}

@@ -1,0 +1,286 @@
+//! The SQLite schema: creation, inspection and migration.
+//!
+//! The schema's version lives in the one-row table `abkit_schema`. Version history:
+//!
+//! * **1** — the first layout: records, unit states, event ids, totals, sticky assignments.
+//! * **2** — adds the unique index `abkit_records_unique_key` on `(kind, unique_key)`, which
+//!   makes the per-kind unique key a database constraint (and its look-up an index search).
+//!   Migrating refuses a version-1 database whose records already break that constraint.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use super::map_err;
+use crate::storage::StorageError;
+
+/// The schema version this build writes.
+pub(super) const CURRENT_VERSION: i64 = 2;
+
+/// The tables every version has (version 1's layout).
+pub(super) const V1_TABLES: &str = "
+CREATE TABLE abkit_schema (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+CREATE TABLE abkit_records (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    unique_key TEXT,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+CREATE TABLE abkit_units (
+    id INTEGER PRIMARY KEY,
+    experiment TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    variant INTEGER NOT NULL,
+    exposed_at INTEGER NOT NULL,
+    excluded INTEGER NOT NULL,
+    metric_values BLOB NOT NULL,
+    UNIQUE (experiment, unit)
+);
+CREATE TABLE abkit_event_ids (
+    unit_id INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (unit_id, event_id)
+) WITHOUT ROWID;
+CREATE TABLE abkit_totals (
+    experiment TEXT NOT NULL,
+    variant INTEGER NOT NULL,
+    participants INTEGER NOT NULL,
+    metrics BLOB NOT NULL,
+    PRIMARY KEY (experiment, variant)
+) WITHOUT ROWID;
+CREATE TABLE abkit_sticky (
+    unit TEXT NOT NULL,
+    experiment TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    PRIMARY KEY (unit, experiment)
+) WITHOUT ROWID;
+";
+
+/// Version 1 to 2: the unique index on the records' unique keys.
+const V2_INDEX: &str = "CREATE UNIQUE INDEX abkit_records_unique_key \
+     ON abkit_records (kind, unique_key) WHERE unique_key IS NOT NULL;";
+
+/// What a database holds.
+#[derive(Debug, PartialEq)]
+enum Found {
+    /// No tables at all: a new database.
+    Empty,
+    /// Tables, none of them abkit's.
+    Foreign(Vec<String>),
+    /// An abkit schema of this version.
+    Version(i64),
+}
+
+fn inspect(conn: &Connection) -> Result<Found, StorageError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .map_err(map_err)?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(map_err)?
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(map_err)?;
+    if names.is_empty() {
+        return Ok(Found::Empty);
+    }
+    if !names.iter().any(|n| n == "abkit_schema") {
+        return Ok(Found::Foreign(names));
+    }
+    let version = conn
+        .query_row("SELECT version FROM abkit_schema WHERE id = 1", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()
+        .map_err(map_err)?;
+    match version {
+        Some(v) => Ok(Found::Version(v)),
+        None => Err(StorageError::Corrupt(
+            "table abkit_schema has no version row".into(),
+        )),
+    }
+}
+
+/// Refuses what cannot be opened at all: a foreign database, a newer or unknown schema.
+fn refuse(found: &Found) -> Result<(), StorageError> {
+    match found {
+        Found::Foreign(names) => Err(StorageError::Corrupt(format!(
+            "not an abkit database: it has tables {names:?} and no abkit_schema table"
+        ))),
+        Found::Version(v) if *v > CURRENT_VERSION => Err(StorageError::Schema(format!(
+            "database schema version {v} is newer than this abkit supports ({CURRENT_VERSION}): \
+             upgrade abkit"
+        ))),
+        Found::Version(v) if *v < 1 => Err(StorageError::Schema(format!(
+            "database schema version {v} is not a valid abkit schema version"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a database opened read-only: it must be at the current version (nothing is migrated).
+pub(super) fn check_read_only(conn: &Connection) -> Result<(), StorageError> {
+    let found = inspect(conn)?;
+    refuse(&found)?;
+    match found {
+        Found::Empty => Err(StorageError::Schema(
+            "database has no abkit schema and is opened read-only, so none can be created".into(),
+        )),
+        Found::Version(v) if v < CURRENT_VERSION => Err(StorageError::Schema(format!(
+            "database schema version {v} must be migrated to {CURRENT_VERSION}: \
+             open it writable once"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a writable database, then creates or migrates its schema in one immediate
+/// transaction. `before_write` runs between the check and the first write (it sets the journal
+/// mode), so a refused database is never modified.
+pub(super) fn prepare(
+    conn: &mut Connection,
+    before_write: impl FnOnce(&Connection) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    refuse(&inspect(conn)?)?;
+    before_write(conn)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(map_err)?;
+    // Look again under the write lock: another process may have created or migrated it.
+    let found = inspect(&tx)?;
+    refuse(&found)?;
+    match found {
+        Found::Empty => {
+            tx.execute_batch(V1_TABLES).map_err(map_err)?;
+            tx.execute_batch(V2_INDEX).map_err(map_err)?;
+            tx.execute(
+                "INSERT INTO abkit_schema (id, version) VALUES (1, ?1)",
+                [CURRENT_VERSION],
+            )
+            .map_err(map_err)?;
+        }
+        Found::Version(1) => migrate_1_to_2(&tx)?,
+        _ => {}
+    }
+    tx.commit().map_err(map_err)
+}
+
+fn migrate_1_to_2(conn: &Connection) -> Result<(), StorageError> {
+    let duplicate = conn
+        .query_row(
+            "SELECT kind, unique_key, COUNT(*) FROM abkit_records WHERE unique_key IS NOT NULL \
+             GROUP BY kind, unique_key HAVING COUNT(*) > 1 ORDER BY kind, unique_key LIMIT 1",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(map_err)?;
+    if let Some((kind, key, n)) = duplicate {
+        return Err(StorageError::Schema(format!(
+            "cannot migrate schema version 1 to 2: {n} {kind} records share unique key {key:?}"
+        )));
+    }
+    conn.execute_batch(V2_INDEX).map_err(map_err)?;
+    conn.execute("UPDATE abkit_schema SET version = 2 WHERE id = 1", [])
+        .map_err(map_err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v1() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V1_TABLES).unwrap();
+        conn.execute("INSERT INTO abkit_schema (id, version) VALUES (1, 1)", [])
+            .unwrap();
+        conn
+    }
+
+    #[test]
+    fn creates_the_current_schema_on_an_empty_database() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        prepare(&mut conn, |_| Ok(())).unwrap();
+        assert_eq!(inspect(&conn).unwrap(), Found::Version(2));
+        // Idempotent.
+        prepare(&mut conn, |_| Ok(())).unwrap();
+        assert_eq!(inspect(&conn).unwrap(), Found::Version(2));
+    }
+
+    #[test]
+    fn migrates_1_to_2_and_adds_the_index() {
+        let mut conn = v1();
+        prepare(&mut conn, |_| Ok(())).unwrap();
+        assert_eq!(inspect(&conn).unwrap(), Found::Version(2));
+        let n: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'abkit_records_unique_key'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn refuses_to_migrate_duplicate_keys_and_changes_nothing() {
+        let mut conn = v1();
+        conn.execute_batch(
+            "INSERT INTO abkit_records VALUES ('flag', 'a', 1, 'k', '{}');
+             INSERT INTO abkit_records VALUES ('flag', 'b', 1, 'k', '{}');",
+        )
+        .unwrap();
+        let err = prepare(&mut conn, |_| Ok(())).unwrap_err();
+        assert_eq!(
+            err,
+            StorageError::Schema(
+                "cannot migrate schema version 1 to 2: 2 flag records share unique key \"k\""
+                    .into()
+            )
+        );
+        assert_eq!(inspect(&conn).unwrap(), Found::Version(1));
+    }
+
+    #[test]
+    fn refuses_newer_and_foreign_without_calling_before_write() {
+        let mut conn = v1();
+        conn.execute("UPDATE abkit_schema SET version = 3", [])
+            .unwrap();
+        let err = prepare(&mut conn, |_| panic!("must not be called")).unwrap_err();
+        assert!(matches!(err, StorageError::Schema(ref m) if m.contains("version 3")));
+
+        let mut foreign = Connection::open_in_memory().unwrap();
+        foreign.execute_batch("CREATE TABLE users (id)").unwrap();
+        let err = prepare(&mut foreign, |_| panic!("must not be called")).unwrap_err();
+        assert_eq!(
+            err,
+            StorageError::Corrupt(
+                "not an abkit database: it has tables [\"users\"] and no abkit_schema table".into()
+            )
+        );
+    }
+
+    #[test]
+    fn read_only_check_needs_the_current_version() {
+        assert!(matches!(
+            check_read_only(&v1()),
+            Err(StorageError::Schema(_))
+        ));
+        assert!(matches!(
+            check_read_only(&Connection::open_in_memory().unwrap()),
+            Err(StorageError::Schema(_))
+        ));
+    }
+}
