@@ -30,7 +30,8 @@ fn setup() -> (Lab, String, Vec<TrackEvent>) {
     let events: Vec<TrackEvent> = (0..UNITS)
         .map(|i| {
             let unit = format!("user-{i:09}");
-            lab.expose(&id, &Context::new(unit.as_str())).expect("exposed");
+            lab.expose(&id, &Context::new(unit.as_str()))
+                .expect("exposed");
             TrackEvent::conversion(&id, &unit).at(Timestamp::from_unix_millis(i64::MAX / 4))
         })
         .collect();

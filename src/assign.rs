@@ -258,26 +258,25 @@ impl CompiledExperiment {
             out.reason = Reason::AudienceNotMatched;
             return out;
         }
-        if e.is_sticky() {
-            if let Some(stored) = ctx.sticky_variant(e.id().as_str()) {
-                if let Some(i) = e.variants().iter().position(|v| v.id == stored) {
-                    out.variant = Some(i as u32);
-                    out.reason = Reason::Sticky;
-                    return out;
-                }
-            }
+        if e.is_sticky()
+            && let Some(stored) = ctx.sticky_variant(e.id().as_str())
+            && let Some(i) = e.variants().iter().position(|v| v.id == stored)
+        {
+            out.variant = Some(i as u32);
+            out.reason = Reason::Sticky;
+            return out;
         }
-        if let Some((h, range)) = &self.holdout {
-            if range.contains(h.bucket(bytes)) {
-                out.reason = Reason::InHoldout;
-                return out;
-            }
+        if let Some((h, range)) = &self.holdout
+            && range.contains(h.bucket(bytes))
+        {
+            out.reason = Reason::InHoldout;
+            return out;
         }
-        if let Some((h, range)) = &self.layer {
-            if !range.contains(h.bucket(bytes)) {
-                out.reason = Reason::ExcludedByLayer;
-                return out;
-            }
+        if let Some((h, range)) = &self.layer
+            && !range.contains(h.bucket(bytes))
+        {
+            out.reason = Reason::ExcludedByLayer;
+            return out;
         }
         match self.allocator.allocate(bytes) {
             None => out.reason = Reason::NotInTraffic,

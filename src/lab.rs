@@ -584,36 +584,37 @@ impl Lab {
                 .get_record(RecordKind::Layer, p.id.as_str())?
                 .ok_or_else(|| Error::not_found("layer", p.id.as_str()))?;
             let layer: Layer = decode(&r)?;
-            if let Some(h) = layer.holdout {
-                if h.overlaps(&p.range) {
-                    return Err(Error::Conflict(format!(
-                        "layer range {}..{} of experiment {:?} overlaps the holdout {}..{} of layer {:?}",
-                        p.range.start(),
-                        p.range.end(),
-                        e.id().as_str(),
-                        h.start(),
-                        h.end(),
-                        p.id.as_str()
-                    )));
-                }
+            if let Some(h) = layer.holdout
+                && h.overlaps(&p.range)
+            {
+                return Err(Error::Conflict(format!(
+                    "layer range {}..{} of experiment {:?} overlaps the holdout {}..{} of layer {:?}",
+                    p.range.start(),
+                    p.range.end(),
+                    e.id().as_str(),
+                    h.start(),
+                    h.end(),
+                    p.id.as_str()
+                )));
             }
             for (other, _) in self.list_kind::<Experiment>(RecordKind::Experiment)? {
                 if other.id() == e.id() || other.status() != Status::Running {
                     continue;
                 }
-                if let Some(q) = other.layer() {
-                    if q.id == p.id && q.range.overlaps(&p.range) {
-                        return Err(Error::Conflict(format!(
-                            "layer range {}..{} of experiment {:?} overlaps running experiment {:?} ({}..{}) in layer {:?}",
-                            p.range.start(),
-                            p.range.end(),
-                            e.id().as_str(),
-                            other.id().as_str(),
-                            q.range.start(),
-                            q.range.end(),
-                            p.id.as_str()
-                        )));
-                    }
+                if let Some(q) = other.layer()
+                    && q.id == p.id
+                    && q.range.overlaps(&p.range)
+                {
+                    return Err(Error::Conflict(format!(
+                        "layer range {}..{} of experiment {:?} overlaps running experiment {:?} ({}..{}) in layer {:?}",
+                        p.range.start(),
+                        p.range.end(),
+                        e.id().as_str(),
+                        other.id().as_str(),
+                        q.range.start(),
+                        q.range.end(),
+                        p.id.as_str()
+                    )));
                 }
             }
         }

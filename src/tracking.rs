@@ -127,10 +127,10 @@ impl Lab {
                 excluded: exposure.forced,
             },
         })?;
-        if matches!(outcome, EventOutcome::Enrolled | EventOutcome::Excluded) {
-            if let Some(hook) = self.hook() {
-                hook(exposure, at);
-            }
+        if matches!(outcome, EventOutcome::Enrolled | EventOutcome::Excluded)
+            && let Some(hook) = self.hook()
+        {
+            hook(exposure, at);
         }
         Ok(outcome)
     }
@@ -152,11 +152,11 @@ impl Lab {
             .get(id)
             .ok_or_else(|| Error::not_found("experiment", id))?;
         let a = compiled.assign(ctx);
-        if let Some((exp, variant)) = a.sticky_assignment() {
-            if let Some(unit) = a.unit() {
-                self.storage()
-                    .save_sticky_assignments(unit, &[(exp, variant)])?;
-            }
+        if let Some((exp, variant)) = a.sticky_assignment()
+            && let Some(unit) = a.unit()
+        {
+            self.storage()
+                .save_sticky_assignments(unit, &[(exp, variant)])?;
         }
         if let Some(x) = a.exposure() {
             self.record_exposure(&x)?;
@@ -188,14 +188,14 @@ impl Lab {
     fn resolve_event<'e>(&self, e: &'e TrackEvent, now: Timestamp) -> Result<UnitEvent<'e>, Error> {
         let c = self.running(&e.experiment_id)?;
         let exp = c.experiment();
-        if let Some(f) = &e.flag_id {
-            if exp.flag_id().map(|x| x.as_str()) != Some(f.as_str()) {
-                return Err(ValidationError::field(
-                    "flagId",
-                    format!("{f:?} is not the flag of experiment {:?}", e.experiment_id),
-                )
-                .into());
-            }
+        if let Some(f) = &e.flag_id
+            && exp.flag_id().map(|x| x.as_str()) != Some(f.as_str())
+        {
+            return Err(ValidationError::field(
+                "flagId",
+                format!("{f:?} is not the flag of experiment {:?}", e.experiment_id),
+            )
+            .into());
         }
         if e.unit_id.is_empty() {
             return Err(ValidationError::field("unitId", "\"\" is empty").into());

@@ -1,6 +1,8 @@
 //! The decision plane through the facade: reasons, overrides, sticky bucketing, layers,
 //! holdouts, rollouts and ramps.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
+
 use abkit::{BucketRange, Context, Error, Holdout, Lab, Layer, NewExperiment, Reason, StopRequest};
 use serde_json::json;
 

@@ -2,6 +2,8 @@
 //! `Lab::evaluate` are served from the compiled snapshot. A storage wrapper that panics on every
 //! read and write proves it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 

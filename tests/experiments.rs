@@ -1,5 +1,7 @@
 //! The experiments API: source request bodies, the lifecycle rule by rule, listing, validation.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
+
 use std::sync::Arc;
 
 use abkit::{

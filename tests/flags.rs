@@ -1,5 +1,7 @@
 //! Flags: the flag API's walkthrough as written, evaluation order, typed accessors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
+
 use abkit::{
     Context, Error, ErrorCode, EvaluationReason, Lab, NewExperiment, NewFlag, StopRequest,
     TrackEvent,

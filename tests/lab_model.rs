@@ -1,6 +1,8 @@
 //! Model-based test: random sequences of facade operations against a trivially simple reference,
 //! compared after every step. Nothing may panic; every outcome must agree.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
+
 use std::sync::Arc;
 
 use abkit::{

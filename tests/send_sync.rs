@@ -1,5 +1,7 @@
 //! Public types that are shared across threads are `Send + Sync`; decision results are `Send`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
+
 fn send_sync<T: Send + Sync>() {}
 fn send<T: Send>() {}
 

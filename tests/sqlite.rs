@@ -5,6 +5,7 @@
 //! with `ABKIT_SQLITE_ROLE` set: the child runs the role's code path of the same test and the
 //! parent checks the database afterwards.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
 #![cfg(feature = "sqlite")]
 
 use std::path::{Path, PathBuf};

@@ -4,6 +4,8 @@
 //!
 //! Set `ABKIT_STATS_CASES` to another file of the same layout to run that instead.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
+
 use std::path::PathBuf;
 
 use abkit::stats::{AnalysisRequest, analyze};

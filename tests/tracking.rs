@@ -1,5 +1,7 @@
 //! The event plane: exposures, conversions, values, idempotency, batches, results, reliability.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -279,7 +281,10 @@ struct Flaky {
 impl Flaky {
     fn fail(&self) -> Result<(), StorageError> {
         if self.on.load(Ordering::SeqCst)
-            && self.calls.fetch_add(1, Ordering::SeqCst) % self.every == 0
+            && self
+                .calls
+                .fetch_add(1, Ordering::SeqCst)
+                .is_multiple_of(self.every)
         {
             Err(StorageError::Backend("injected failure".into()))
         } else {

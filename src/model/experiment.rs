@@ -434,13 +434,13 @@ impl Experiment {
 
     pub(crate) fn from_data(d: ExperimentData) -> Result<Experiment, ValidationError> {
         check_name("name", &d.name)?;
-        if let Some(desc) = &d.description {
-            if desc.chars().count() > 10_000 {
-                return Err(ValidationError::field(
-                    "description",
-                    "longer than 10000 characters",
-                ));
-            }
+        if let Some(desc) = &d.description
+            && desc.chars().count() > 10_000
+        {
+            return Err(ValidationError::field(
+                "description",
+                "longer than 10000 characters",
+            ));
         }
         // Variant ids unique, weights summing to exactly 100%.
         let inputs: Vec<NewVariant> = d.variants.iter().map(Variant::to_input).collect();
@@ -451,13 +451,13 @@ impl Experiment {
                 "no metrics; at least one is required",
             ));
         }
-        if let Some(w) = &d.winner {
-            if !d.variants.iter().any(|v| &v.id == w) {
-                return Err(ValidationError::field(
-                    "winner",
-                    format!("unknown variant {:?}", w.as_str()),
-                ));
-            }
+        if let Some(w) = &d.winner
+            && !d.variants.iter().any(|v| &v.id == w)
+        {
+            return Err(ValidationError::field(
+                "winner",
+                format!("unknown variant {:?}", w.as_str()),
+            ));
         }
         for (unit, v) in &d.overrides {
             if !d.variants.iter().any(|x| &x.id == v) {
@@ -467,15 +467,15 @@ impl Experiment {
                 ));
             }
         }
-        if let Some(salt) = &d.salt {
-            if salt.is_empty() {
-                return Err(ValidationError::field("salt", "\"\" is empty"));
-            }
+        if let Some(salt) = &d.salt
+            && salt.is_empty()
+        {
+            return Err(ValidationError::field("salt", "\"\" is empty"));
         }
-        if let Some(h) = &d.hash_attribute {
-            if h.is_empty() {
-                return Err(ValidationError::field("hashAttribute", "\"\" is empty"));
-            }
+        if let Some(h) = &d.hash_attribute
+            && h.is_empty()
+        {
+            return Err(ValidationError::field("hashAttribute", "\"\" is empty"));
         }
         Ok(Experiment(d))
     }

@@ -34,7 +34,7 @@ pub struct Variant {
 
 fn percent<S: Serializer>(w: &Weight, s: S) -> Result<S::Ok, S::Error> {
     let bp = w.basis_points();
-    if bp % 100 == 0 {
+    if bp.is_multiple_of(100) {
         s.serialize_u16(bp / 100)
     } else {
         s.serialize_f64(w.as_percent())

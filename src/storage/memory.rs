@@ -89,18 +89,18 @@ impl MemoryStorage {
             None => shard.experiments.entry(e.experiment.into()).or_default(),
         };
         let entry = exp.units.get_mut(e.unit);
-        if let (Some(id), Some(entry)) = (e.event_id, entry.as_ref()) {
-            if entry.event_ids.iter().any(|x| &**x == id) {
-                return EventOutcome::DuplicateEventId;
-            }
+        if let (Some(id), Some(entry)) = (e.event_id, entry.as_ref())
+            && entry.event_ids.iter().any(|x| &**x == id)
+        {
+            return EventOutcome::DuplicateEventId;
         }
         match entry {
             Some(entry) => {
                 let (outcome, delta) = UnitState::apply(&mut entry.state, e.at, &e.kind);
-                if outcome.is_stored() {
-                    if let Some(id) = e.event_id {
-                        entry.event_ids.push(id.into());
-                    }
+                if outcome.is_stored()
+                    && let Some(id) = e.event_id
+                {
+                    entry.event_ids.push(id.into());
                 }
                 if let Some(d) = delta {
                     exp.totals.apply(&d);
@@ -179,16 +179,15 @@ impl Storage for MemoryStorage {
             (Some(r), Some(_)) => r.version + 1,
             (None, None) => 1,
         };
-        if let Some(key) = w.unique_key {
-            if records
+        if let Some(key) = w.unique_key
+            && records
                 .values()
                 .any(|r| r.id != w.id && r.unique_key.as_deref() == Some(key))
-            {
-                return Err(StorageError::UniqueViolation {
-                    kind: w.kind,
-                    key: key.to_owned(),
-                });
-            }
+        {
+            return Err(StorageError::UniqueViolation {
+                kind: w.kind,
+                key: key.to_owned(),
+            });
         }
         records.insert(
             w.id.to_owned(),

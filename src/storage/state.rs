@@ -356,10 +356,10 @@ impl UnitState {
                 if at < s.exposed_at {
                     return (EventOutcome::Rejected(Rejection::BeforeExposure), None);
                 }
-                if let Some(w) = slot.window_millis {
-                    if at > s.exposed_at.add_millis(w) {
-                        return (EventOutcome::Rejected(Rejection::OutsideWindow), None);
-                    }
+                if let Some(w) = slot.window_millis
+                    && at > s.exposed_at.add_millis(w)
+                {
+                    return (EventOutcome::Rejected(Rejection::OutsideWindow), None);
                 }
                 let before = s.value(slot.index);
                 let mut after = before;
