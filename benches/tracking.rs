@@ -1,5 +1,6 @@
 //! Event-plane benchmarks.
 //!
+//! * `tracking/conversion/10k_units`: the same with a cache-resident working set.
 //! * `tracking/conversion/1M_units`: `Lab::track` of a conversion against 1 000 000 enrolled
 //!   units (each iteration the next unit; after the first pass every event is a de-duplicated
 //!   repeat, which is the common case for retried or repeated goals).
@@ -19,6 +20,12 @@ const UNITS: usize = 1_000_000;
 // Bench setup from constant, valid input: a failure here is a bug in this file.
 #[allow(clippy::expect_used)]
 fn setup() -> (Lab, String, Vec<TrackEvent>) {
+    setup_with(UNITS)
+}
+
+// Bench setup from constant, valid input: a failure here is a bug in this file.
+#[allow(clippy::expect_used)]
+fn setup_with(units: usize) -> (Lab, String, Vec<TrackEvent>) {
     let lab = Lab::new();
     let new: NewExperiment = serde_json::from_value(serde_json::json!({
         "name": "bench", "variants": [{"id": "a"}, {"id": "b"}], "metrics": ["conversion"]
@@ -27,7 +34,7 @@ fn setup() -> (Lab, String, Vec<TrackEvent>) {
     let e = lab.create_experiment(new).expect("created");
     let id = e.id().to_string();
     lab.start(&id).expect("started");
-    let events: Vec<TrackEvent> = (0..UNITS)
+    let events: Vec<TrackEvent> = (0..units)
         .map(|i| {
             let unit = format!("user-{i:09}");
             lab.expose(&id, &Context::new(unit.as_str()))
@@ -39,9 +46,20 @@ fn setup() -> (Lab, String, Vec<TrackEvent>) {
 }
 
 fn single(c: &mut Criterion) {
-    let (lab, id, events) = setup();
     let mut group = c.benchmark_group("tracking");
     group.throughput(Throughput::Elements(1));
+    {
+        // The same work with a working set that stays in cache: the fixed cost of an event.
+        let (lab, _, events) = setup_with(10_000);
+        group.bench_function("conversion/10k_units", |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % events.len();
+                black_box(lab.track(black_box(&events[i])).ok())
+            });
+        });
+    }
+    let (lab, id, events) = setup();
     group.bench_function("conversion/1M_units", |b| {
         let mut i = 0;
         b.iter(|| {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::assign::Exposure;
+use crate::assign::{CompiledExperiment, Exposure, Snapshot};
 use crate::context::Context;
 use crate::error::{Error, ValidationError};
 use crate::lab::Lab;
@@ -116,7 +116,7 @@ impl Lab {
         exposure: &Exposure<'_>,
         at: Timestamp,
     ) -> Result<EventOutcome, Error> {
-        self.running(exposure.experiment_id.as_str())?;
+        Lab::running(&self.snapshot(), exposure.experiment_id.as_str())?;
         let outcome = self.storage().apply_event(&UnitEvent {
             experiment: exposure.experiment_id.as_str(),
             unit: exposure.unit_id,
@@ -164,15 +164,11 @@ impl Lab {
         Ok(a.variant_key().cloned())
     }
 
-    fn running(
-        &self,
-        id: &str,
-    ) -> Result<std::sync::Arc<crate::assign::CompiledExperiment>, Error> {
-        let c = self
-            .snapshot()
+    /// The running experiment `id` of `snapshot` (borrowed: no reference count is touched).
+    fn running<'s>(snapshot: &'s Snapshot, id: &str) -> Result<&'s CompiledExperiment, Error> {
+        let c = snapshot
             .experiments
             .get(id)
-            .cloned()
             .ok_or_else(|| Error::not_found("experiment", id))?;
         let status = c.experiment().status();
         if status != Status::Running {
@@ -185,8 +181,14 @@ impl Lab {
         Ok(c)
     }
 
-    fn resolve_event<'e>(&self, e: &'e TrackEvent, now: Timestamp) -> Result<UnitEvent<'e>, Error> {
-        let c = self.running(&e.experiment_id)?;
+    /// Checks an event against the snapshot and turns it into a storage event. The clock is
+    /// read only when the event has no timestamp.
+    fn resolve_event<'e>(
+        &self,
+        snapshot: &Snapshot,
+        e: &'e TrackEvent,
+    ) -> Result<UnitEvent<'e>, Error> {
+        let c = Lab::running(snapshot, &e.experiment_id)?;
         let exp = c.experiment();
         if let Some(f) = &e.flag_id
             && exp.flag_id().map(|x| x.as_str()) != Some(f.as_str())
@@ -258,7 +260,7 @@ impl Lab {
             experiment: &e.experiment_id,
             unit: &e.unit_id,
             event_id: e.event_id.as_deref(),
-            at: e.timestamp.unwrap_or(now),
+            at: e.timestamp.unwrap_or_else(|| self.now()),
             kind: UnitEventKind::Metric {
                 slot,
                 value,
@@ -276,7 +278,7 @@ impl Lab {
     /// missing or non-finite value; [`Error::Rejected`] for a unit that is not enrolled or an
     /// event outside the metric's window; a storage failure (nothing was counted: retry).
     pub fn track(&self, event: &TrackEvent) -> Result<EventOutcome, Error> {
-        let ue = self.resolve_event(event, self.now())?;
+        let ue = self.resolve_event(&self.snapshot(), event)?;
         match self.storage().apply_event(&ue)? {
             EventOutcome::Rejected(reason) => Err(Error::Rejected {
                 experiment: event.experiment_id.clone(),
@@ -297,9 +299,11 @@ impl Lab {
         &self,
         events: &[TrackEvent],
     ) -> Result<Vec<Result<EventOutcome, Error>>, Error> {
-        let now = self.now();
-        let resolved: Vec<Result<UnitEvent<'_>, Error>> =
-            events.iter().map(|e| self.resolve_event(e, now)).collect();
+        let snapshot = self.snapshot();
+        let resolved: Vec<Result<UnitEvent<'_>, Error>> = events
+            .iter()
+            .map(|e| self.resolve_event(&snapshot, e))
+            .collect();
         let valid: Vec<UnitEvent<'_>> = resolved
             .iter()
             .filter_map(|r| r.as_ref().ok().copied())
@@ -344,7 +348,7 @@ impl Lab {
             denominator: Some(0.0),
             ..TrackEvent::default()
         };
-        let ue = self.resolve_event(&probe, self.now())?;
+        let ue = self.resolve_event(&self.snapshot(), &probe)?;
         let UnitEventKind::Metric { slot, .. } = ue.kind else {
             return Err(ValidationError::field("metric", "not a metric event").into());
         };

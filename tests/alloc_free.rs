@@ -15,6 +15,7 @@ use serde_json::json;
 struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
 static COUNTING: AtomicBool = AtomicBool::new(false);
 
 unsafe impl GlobalAlloc for Counting {
@@ -22,11 +23,13 @@ unsafe impl GlobalAlloc for Counting {
         if COUNTING.load(Ordering::Relaxed) {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
+        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -35,6 +38,8 @@ unsafe impl GlobalAlloc for Counting {
         if COUNTING.load(Ordering::Relaxed) {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
+        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -122,5 +127,38 @@ fn main() {
         contexts.len() * 3
     );
     assert_eq!(n, 0, "the decision path must not allocate");
-    println!("1 passed, 0 failed");
+    memory_per_dedup_entry();
+    println!("2 passed, 0 failed");
+}
+
+/// Reports the memory the in-memory store holds per de-duplicated (unit, goal) entry: 200 000
+/// enrolled units that each converted once, live heap bytes before and after.
+fn memory_per_dedup_entry() {
+    use abkit::TrackEvent;
+    let lab = Lab::new();
+    let new: NewExperiment =
+        serde_json::from_value(json!({"name": "mem", "variants": [{"id": "a"}, {"id": "b"}]}))
+            .unwrap();
+    let id = lab.create_experiment(new).unwrap().id().to_string();
+    lab.start(&id).unwrap();
+    let units: Vec<String> = (0..200_000).map(|i| format!("user-{i:09}")).collect();
+    let before = LIVE_BYTES.load(Ordering::SeqCst);
+    for u in &units {
+        lab.expose(&id, &Context::new(u.as_str())).unwrap();
+        lab.track(&TrackEvent::conversion(&id, u)).unwrap();
+    }
+    let after = LIVE_BYTES.load(Ordering::SeqCst);
+    let per_entry = (after - before) as f64 / units.len() as f64;
+    println!(
+        "memory: {per_entry:.0} bytes per enrolled unit with one de-duplicated conversion (200 000 units)"
+    );
+    let counts = lab.compute_results(&id).unwrap();
+    assert_eq!(
+        counts.variants.iter().map(|v| v.conversions).sum::<u64>(),
+        200_000
+    );
+    assert!(
+        per_entry < 512.0,
+        "memory per entry regressed: {per_entry:.0} bytes"
+    );
 }

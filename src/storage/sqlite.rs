@@ -540,12 +540,12 @@ fn load_unit_with(
     row.map(|(rowid, variant, at, excluded, values)| {
         Ok((
             rowid,
-            UnitState {
-                variant: variant_index(experiment, variant)?,
-                exposed_at: Timestamp::from_unix_millis(at),
+            UnitState::new(
+                variant_index(experiment, variant)?,
+                Timestamp::from_unix_millis(at),
                 excluded,
-                values: decode_values(&values)?,
-            },
+                decode_values(&values)?,
+            ),
         ))
     })
     .transpose()

@@ -146,8 +146,11 @@ pub struct UnitValue {
 }
 
 /// Everything stored about one enrolled unit of one experiment.
+///
+/// Build one from stored parts with [`UnitState::new`]; change it only through
+/// [`UnitState::apply`] (which keeps the conversion index in step with `values`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", from = "UnitStateParts")]
 pub struct UnitState {
     /// The variant it was exposed to.
     pub variant: u32,
@@ -157,6 +160,25 @@ pub struct UnitState {
     pub excluded: bool,
     /// Its metric values by slot (missing slots are zero).
     pub values: Vec<UnitValue>,
+    /// Bit `i` is set when `values[i].numerator ≥ 1` (slots below 64): lets the de-duplication
+    /// of a repeated conversion answer without reading `values`. Derived, never stored.
+    #[serde(skip_serializing)]
+    converted: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UnitStateParts {
+    variant: u32,
+    exposed_at: Timestamp,
+    excluded: bool,
+    values: Vec<UnitValue>,
+}
+
+impl From<UnitStateParts> for UnitState {
+    fn from(p: UnitStateParts) -> Self {
+        UnitState::new(p.variant, p.exposed_at, p.excluded, p.values)
+    }
 }
 
 /// Sufficient statistics of one metric in one variant (over enrolled units; units without a
@@ -323,12 +345,7 @@ impl UnitState {
                 if *variant >= MAX_VARIANTS {
                     return (EventOutcome::Rejected(Rejection::InvalidValue), None);
                 }
-                *state = Some(UnitState {
-                    variant: *variant,
-                    exposed_at: at,
-                    excluded: *excluded,
-                    values: Vec::new(),
-                });
+                *state = Some(UnitState::new(*variant, at, *excluded, Vec::new()));
                 if *excluded {
                     (EventOutcome::Excluded, None)
                 } else {
@@ -361,12 +378,12 @@ impl UnitState {
                 {
                     return (EventOutcome::Rejected(Rejection::OutsideWindow), None);
                 }
+                if slot.aggregation == Aggregation::Once && s.has_converted(slot.index) {
+                    return (EventOutcome::Duplicate, None);
+                }
                 let before = s.value(slot.index);
                 let mut after = before;
                 match slot.aggregation {
-                    Aggregation::Once if before.numerator >= 1.0 => {
-                        return (EventOutcome::Duplicate, None);
-                    }
                     Aggregation::Once => after.numerator = 1.0,
                     Aggregation::Sum => {
                         after.numerator += value;
@@ -389,6 +406,37 @@ impl UnitState {
         }
     }
 
+    /// A state from its stored parts.
+    pub fn new(
+        variant: u32,
+        exposed_at: Timestamp,
+        excluded: bool,
+        values: Vec<UnitValue>,
+    ) -> UnitState {
+        let converted = values
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|(_, v)| v.numerator >= 1.0)
+            .fold(0u64, |acc, (i, _)| acc | (1 << i));
+        UnitState {
+            variant,
+            exposed_at,
+            excluded,
+            values,
+            converted,
+        }
+    }
+
+    /// Whether the value in `slot` is at least 1 (a `Once` metric has converted).
+    pub fn has_converted(&self, slot: u32) -> bool {
+        if slot < 64 {
+            self.converted & (1 << slot) != 0
+        } else {
+            self.value(slot).numerator >= 1.0
+        }
+    }
+
     /// The unit's value in `slot` (zero when absent).
     pub fn value(&self, slot: u32) -> UnitValue {
         self.values.get(slot as usize).copied().unwrap_or_default()
@@ -406,6 +454,14 @@ impl UnitState {
         }
         if let Some(v) = self.values.get_mut(i) {
             *v = after;
+        }
+        if slot.index < 64 {
+            let bit = 1u64 << slot.index;
+            if after.numerator >= 1.0 {
+                self.converted |= bit;
+            } else {
+                self.converted &= !bit;
+            }
         }
         if self.excluded {
             return (EventOutcome::Excluded, None);
