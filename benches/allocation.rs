@@ -113,7 +113,8 @@ fn allocator(c: &mut Criterion) {
     group.finish();
 }
 
-/// `allocation/assign/{k}_variants/{len}B`: a whole experiment decision
+/// `allocation/assign/{k}_variants/{len}B` (and `assign_half_traffic/3_variants`, where the
+/// traffic hash is needed too): a whole experiment decision
 /// (`CompiledExperiment::assign`: status, unit id, overrides, targeting, traffic and variant
 /// hashes) for a running experiment at full traffic with the same weights.
 // Bench setup from constant, valid input: a failure here is a bug in this file.
@@ -122,7 +123,7 @@ fn assign(c: &mut Criterion) {
     let mut group = c.benchmark_group("allocation");
     group.throughput(Throughput::Elements(1));
     let lab = abkit::Lab::new();
-    for variants in [2_usize, 3, 10] {
+    for (variants, traffic) in [(2_usize, 1.0), (3, 1.0), (10, 1.0), (3, 0.5)] {
         let variant_list: Vec<serde_json::Value> = bench_weights(variants)
             .as_slice()
             .iter()
@@ -130,7 +131,7 @@ fn assign(c: &mut Criterion) {
             .map(|(i, w)| serde_json::json!({"id": format!("v{i}"), "weight": w.basis_points()}))
             .collect();
         let new: abkit::NewExperiment = serde_json::from_value(serde_json::json!({
-            "name": format!("bench {variants}"), "variants": variant_list
+            "name": format!("bench {variants}"), "variants": variant_list, "traffic": traffic
         }))
         .expect("valid experiment");
         let e = lab.create_experiment(new).expect("created");
@@ -141,7 +142,12 @@ fn assign(c: &mut Criterion) {
                 .into_iter()
                 .map(|id| abkit::Context::new(String::from_utf8(id).expect("ascii")))
                 .collect();
-            let id = BenchmarkId::new(format!("assign/{variants}_variants"), format!("{len}B"));
+            let name = if traffic < 1.0 {
+                format!("assign_half_traffic/{variants}_variants")
+            } else {
+                format!("assign/{variants}_variants")
+            };
+            let id = BenchmarkId::new(name, format!("{len}B"));
             group.bench_function(id, |b| {
                 let mut i = 0_usize;
                 b.iter(|| {

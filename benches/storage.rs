@@ -62,7 +62,7 @@ fn storage_batches(c: &mut Criterion) {
     let units: Vec<String> = (0..POOL).map(|i| format!("usr_{i:08}")).collect();
     enrol(&store, "exp_bench", &units);
 
-    let mut group = c.benchmark_group("sqlite_apply_events");
+    let mut group = c.benchmark_group("storage/sqlite_apply_events");
     group.throughput(Throughput::Elements(BATCH as u64));
 
     // First-time conversions of pre-enrolled units: every event is recorded (a unit-state
@@ -159,7 +159,7 @@ fn lab_batches(c: &mut Criterion) {
     let units: Vec<String> = (0..POOL).map(|i| format!("usr_{i:08}")).collect();
     enrol(&*store, &id, &units);
 
-    let mut group = c.benchmark_group("sqlite_lab_track_batch");
+    let mut group = c.benchmark_group("storage/sqlite_lab_track_batch");
     group.throughput(Throughput::Elements(BATCH as u64));
     // Mean-metric values: always recorded (conversions would turn into duplicates after one
     // pass over the pool).

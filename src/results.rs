@@ -154,6 +154,31 @@ impl Lab {
         Ok(with_counts(e, &totals))
     }
 
+    /// A page of experiments with their counts: the flow API's list payload
+    /// (`_count.assignments` per experiment).
+    ///
+    /// # Errors
+    ///
+    /// As [`Lab::list_experiments`].
+    pub fn list_experiments_with_counts(
+        &self,
+        query: &crate::lab::ListQuery,
+    ) -> Result<crate::lab::Page<ExperimentWithCounts>, Error> {
+        let page = self.list_experiments(query)?;
+        let data = page
+            .data
+            .into_iter()
+            .map(|e| {
+                let totals = self.storage().totals(e.id().as_str())?;
+                Ok(with_counts(e, &totals))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(crate::lab::Page {
+            data,
+            meta: page.meta,
+        })
+    }
+
     /// The flow API's raw results.
     ///
     /// # Errors

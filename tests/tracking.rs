@@ -231,6 +231,12 @@ fn forced_units_are_left_out_and_hook_sees_each_exposure_once() {
     assert_eq!(counts.conversions, 0);
     let json = serde_json::to_value(&counts).unwrap();
     assert_eq!(json["_count"]["assignments"], 1);
+    let listed = lab
+        .list_experiments_with_counts(&abkit::ListQuery::default())
+        .unwrap();
+    let listed = serde_json::to_value(&listed).unwrap();
+    assert_eq!(listed["data"][0]["_count"]["assignments"], 1);
+    assert_eq!(listed["meta"]["total"], 1);
     assert!(json["variants"][0]["participants"].is_u64());
 }
 

@@ -42,6 +42,9 @@ pub struct Allocator {
     traffic: Traffic,
     /// `w₀ + … + wᵢ` for each variant `i`; the last entry is 10 000.
     cumulative: Box<[u16]>,
+    /// For up to 16 variants, the same sums padded with `u16::MAX` (above any bucket) to a
+    /// fixed width, so the count below compiles to one vector compare.
+    padded: [u16; LINEAR_SCAN_MAX],
 }
 
 impl Allocator {
@@ -69,12 +72,17 @@ impl Allocator {
                 total = total.saturating_add(w.basis_points());
                 total
             })
-            .collect();
+            .collect::<Box<[u16]>>();
+        let mut padded = [u16::MAX; LINEAR_SCAN_MAX];
+        for (slot, &sum) in padded.iter_mut().zip(cumulative.iter()) {
+            *slot = sum;
+        }
         Allocator {
             seed,
             variant_seed: seed ^ VARIANT_SEED_XOR,
             traffic,
             cumulative,
+            padded,
         }
     }
 
@@ -226,10 +234,13 @@ impl Allocator {
         // Few variants: a branch-free count (the variant bucket is random, so the branches of
         // a binary search would be mispredicted); many variants: a binary search.
         let index = if self.cumulative.len() <= LINEAR_SCAN_MAX {
-            self.cumulative
-                .iter()
-                .map(|&sum| usize::from(sum <= variant_bucket))
-                .sum()
+            // Padding entries are u16::MAX > any bucket, so they never count.
+            usize::from(
+                self.padded
+                    .iter()
+                    .map(|&sum| u16::from(sum <= variant_bucket))
+                    .sum::<u16>(),
+            )
         } else {
             self.cumulative
                 .partition_point(|&sum| sum <= variant_bucket)
@@ -257,7 +268,9 @@ impl Allocator {
     /// ```
     #[inline]
     pub fn allocate(&self, unit: &[u8]) -> Option<usize> {
-        if self.traffic.includes(self.traffic_bucket(unit)) {
+        // At full traffic every bucket (< 10 000) is included: the traffic hash cannot change
+        // the outcome, so it is skipped. Same result, one hash instead of two.
+        if self.traffic == Traffic::FULL || self.traffic.includes(self.traffic_bucket(unit)) {
             Some(self.variant_index(unit))
         } else {
             None
