@@ -341,7 +341,7 @@ impl Lab {
         }
     }
 
-    /// Writes a record and refreshes the snapshot (under the writer lock).
+    /// Writes a record and refreshes the snapshot. The caller holds the writer lock.
     pub(crate) fn write(
         &self,
         kind: RecordKind,

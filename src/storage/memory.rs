@@ -207,30 +207,8 @@ impl Storage for MemoryStorage {
     fn put_record(&self, w: RecordWrite<'_>, expected: Option<u64>) -> Result<u64, StorageError> {
         let mut config = self.config.write().unwrap_or_else(PoisonError::into_inner);
         let records = config.entry(w.kind).or_default();
-        let version = match (records.get(w.id), expected) {
-            (Some(_), None) => {
-                return Err(StorageError::AlreadyExists {
-                    kind: w.kind,
-                    id: w.id.to_owned(),
-                });
-            }
-            (None, Some(_)) => {
-                return Err(StorageError::NotFound {
-                    kind: w.kind,
-                    id: w.id.to_owned(),
-                });
-            }
-            (Some(r), Some(v)) if r.version != v => {
-                return Err(StorageError::VersionConflict {
-                    kind: w.kind,
-                    id: w.id.to_owned(),
-                    expected: v,
-                    found: r.version,
-                });
-            }
-            (Some(r), Some(_)) => r.version + 1,
-            (None, None) => 1,
-        };
+        let version =
+            super::next_version(w.kind, w.id, records.get(w.id).map(|r| r.version), expected)?;
         if let Some(key) = w.unique_key
             && records
                 .values()

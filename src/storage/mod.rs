@@ -174,6 +174,53 @@ pub enum StorageError {
     Backend(String),
 }
 
+/// The version a configuration write gives a record, or why it is refused: the optimistic
+/// versioning rule every [`Storage`] shares. `stored` is the record's current version (`None`:
+/// absent); `expected` is the write's (`None`: an insert).
+///
+/// # Errors
+///
+/// `AlreadyExists` (insert of an existing id), `NotFound` (update of a missing one),
+/// `VersionConflict` (a stale update), `Backend` (a version that would overflow).
+///
+/// # Examples
+///
+/// ```
+/// use abkit::storage::{next_version, RecordKind};
+///
+/// assert_eq!(next_version(RecordKind::Flag, "f", None, None)?, 1);
+/// assert_eq!(next_version(RecordKind::Flag, "f", Some(3), Some(3))?, 4);
+/// assert!(next_version(RecordKind::Flag, "f", Some(4), Some(3)).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn next_version(
+    kind: RecordKind,
+    id: &str,
+    stored: Option<u64>,
+    expected: Option<u64>,
+) -> Result<u64, StorageError> {
+    match (stored, expected) {
+        (Some(_), None) => Err(StorageError::AlreadyExists {
+            kind,
+            id: id.to_owned(),
+        }),
+        (None, Some(_)) => Err(StorageError::NotFound {
+            kind,
+            id: id.to_owned(),
+        }),
+        (Some(found), Some(v)) if found != v => Err(StorageError::VersionConflict {
+            kind,
+            id: id.to_owned(),
+            expected: v,
+            found,
+        }),
+        (Some(found), Some(_)) => found
+            .checked_add(1)
+            .ok_or_else(|| StorageError::Backend(format!("{kind} {id:?} version overflows"))),
+        (None, None) => Ok(1),
+    }
+}
+
 /// The host's database. Every method is a `Result`; none may panic.
 ///
 /// Requirements (checked by [`conformance::run`]):

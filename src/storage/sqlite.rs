@@ -760,32 +760,7 @@ impl Storage for SqliteStorage {
         let stored = stored
             .map(|v| from_sql_version(w.kind, w.id, v))
             .transpose()?;
-        let version = match (stored, expected) {
-            (Some(_), None) => {
-                return Err(StorageError::AlreadyExists {
-                    kind: w.kind,
-                    id: w.id.to_owned(),
-                });
-            }
-            (None, Some(_)) => {
-                return Err(StorageError::NotFound {
-                    kind: w.kind,
-                    id: w.id.to_owned(),
-                });
-            }
-            (Some(found), Some(v)) if found != v => {
-                return Err(StorageError::VersionConflict {
-                    kind: w.kind,
-                    id: w.id.to_owned(),
-                    expected: v,
-                    found,
-                });
-            }
-            (Some(found), Some(_)) => found.checked_add(1).ok_or_else(|| {
-                StorageError::Backend(format!("{} {:?} version overflows", w.kind, w.id))
-            })?,
-            (None, None) => 1,
-        };
+        let version = super::next_version(w.kind, w.id, stored, expected)?;
         if let Some(key) = w.unique_key {
             let taken = tx
                 .prepare_cached(
