@@ -1,15 +1,16 @@
 //! The compiled per-experiment [`Allocator`] and the per-layer [`LayerHasher`].
 
-use super::VARIANT_SEED_XOR;
 use super::hash::{bucket, hash, seed};
 use super::traffic::Traffic;
 use super::weights::Weights;
+use super::{BUCKETS, VARIANT_SEED_XOR};
 
 /// Up to this many variants, the variant index is found by a linear, branch-free count.
 const LINEAR_SCAN_MAX: usize = 16;
 
 /// An experiment's allocation, compiled once: the seeds derived from its salt, its traffic and
-/// its variants' cumulative weights.
+/// its variants' cumulative weights, and (for up to 256 variants) a table of the variant of each
+/// of the 10 000 buckets (10 kB), so a decision is one load rather than a search.
 ///
 /// Each call hashes the unit id (one or two XXH3-64 hashes) and does nothing else: no heap
 /// allocation, no clock, no randomness, no I/O. Any unit id is accepted, including empty ids
@@ -40,11 +41,12 @@ pub struct Allocator {
     variant_seed: u64,
     /// The share of units in the experiment.
     traffic: Traffic,
-    /// `w₀ + … + wᵢ` for each variant `i`; the last entry is 10 000.
+    /// `w₀ + … + wᵢ` for each variant `i`; the last entry is 10 000. Used by the search when
+    /// there are more than 256 variants (then the table is empty).
     cumulative: Box<[u16]>,
-    /// For up to 16 variants, the same sums padded with `u16::MAX` (above any bucket) to a
-    /// fixed width, so the count below compiles to one vector compare.
-    padded: [u16; LINEAR_SCAN_MAX],
+    /// For up to 256 variants, the variant of every bucket (10 000 bytes): the decision is
+    /// one load instead of a search.
+    table: Box<[u8]>,
 }
 
 impl Allocator {
@@ -73,17 +75,22 @@ impl Allocator {
                 total
             })
             .collect::<Box<[u16]>>();
-        let mut padded = [u16::MAX; LINEAR_SCAN_MAX];
-        for (slot, &sum) in padded.iter_mut().zip(cumulative.iter()) {
-            *slot = sum;
-        }
-        Allocator {
+        let mut allocator = Allocator {
             seed,
             variant_seed: seed ^ VARIANT_SEED_XOR,
             traffic,
             cumulative,
-            padded,
+            table: Box::default(),
+        };
+        if allocator.cumulative.len() <= 256 {
+            allocator.table = (0..BUCKETS)
+                .map(|b| {
+                    let i = allocator.search(u16::try_from(b).unwrap_or(u16::MAX));
+                    u8::try_from(i).unwrap_or(u8::MAX)
+                })
+                .collect();
         }
+        allocator
     }
 
     /// The same experiment with another traffic: a ramp. The seeds and weights are unchanged,
@@ -226,21 +233,26 @@ impl Allocator {
         self.index_of_bucket(self.variant_bucket(unit))
     }
 
-    /// The variant index of a variant bucket.
+    /// The variant index of a variant bucket: the precomputed table, or the search.
     #[inline]
     fn index_of_bucket(&self, variant_bucket: u16) -> usize {
+        match self.table.get(usize::from(variant_bucket)) {
+            Some(&i) => usize::from(i),
+            None => self.search(variant_bucket),
+        }
+    }
+
+    /// The first variant whose cumulative weight exceeds `variant_bucket`.
+    fn search(&self, variant_bucket: u16) -> usize {
         // The number of cumulative sums <= v is the first index with v < sum. The last sum is
         // 10 000 > v, so the index is always a valid variant; `min` only guards the invariant.
         // Few variants: a branch-free count (the variant bucket is random, so the branches of
         // a binary search would be mispredicted); many variants: a binary search.
         let index = if self.cumulative.len() <= LINEAR_SCAN_MAX {
-            // Padding entries are u16::MAX > any bucket, so they never count.
-            usize::from(
-                self.padded
-                    .iter()
-                    .map(|&sum| u16::from(sum <= variant_bucket))
-                    .sum::<u16>(),
-            )
+            self.cumulative
+                .iter()
+                .map(|&sum| usize::from(sum <= variant_bucket))
+                .sum()
         } else {
             self.cumulative
                 .partition_point(|&sum| sum <= variant_bucket)
