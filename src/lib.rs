@@ -65,7 +65,7 @@ mod tracking;
 
 pub use crate::allocation::{BucketRange, Traffic, Weight, Weights};
 pub use crate::assign::{Assignment, CompiledExperiment, Exposure, Holdout, Reason};
-pub use crate::context::Context;
+pub use crate::context::{Context, KEY_ATTRIBUTES};
 pub use crate::error::{Error, ValidationError};
 pub use crate::flags::{
     ErrorCode, EvaluateAllResponse, Evaluation, EvaluationReason, Flag, FlagPatch, FlagRule,
