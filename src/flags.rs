@@ -185,7 +185,11 @@ pub struct FlagPatch {
 }
 
 fn unique_key(project: &str, environment: Option<&str>, key: &str) -> String {
-    format!("{project}\u{1f}{}\u{1f}{key}", environment.unwrap_or("*"))
+    // `*` for every environment; `=name` for one (so an environment named `*` is distinct).
+    match environment {
+        None => format!("{project}\u{1f}*\u{1f}{key}"),
+        Some(env) => format!("{project}\u{1f}={env}\u{1f}{key}"),
+    }
 }
 
 fn check_flag(f: &Flag) -> Result<(), ValidationError> {
@@ -368,7 +372,11 @@ pub(crate) fn compile_flags(
                     Arc::clone(c),
                 )
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // The snapshot's map iterates in a per-process hash order: sort so every process
+        // serves the same experiment first.
+        let mut experiments = experiments;
+        experiments.sort_by(|a, b| a.1.experiment().id().cmp(b.1.experiment().id()));
         let i = index.flags.len();
         let slot = *entry_of
             .entry((flag.project_id.to_string(), flag.key.to_string()))
@@ -634,24 +642,32 @@ fn evaluate_compiled(
     environment: &str,
     ctx: &Context,
 ) -> (Source, EvaluationReason, Option<ErrorCode>) {
+    let mut key_missing = false;
     for (i, (env, x)) in f.experiments.iter().enumerate() {
         if env.as_deref().is_some_and(|e| e != environment) {
             continue;
         }
         let a = x.assign(ctx);
-        if a.reason() == Reason::NoUnitId {
-            return (
-                Source::Default,
-                EvaluationReason::Error,
-                Some(ErrorCode::TargetingKeyMissing),
-            );
-        }
+        key_missing |= a.reason() == Reason::NoUnitId;
         if let (true, Some(v)) = (a.reason().is_assigned(), a.variant_index()) {
             return (Source::Variant(i, v), EvaluationReason::Split, None);
         }
     }
+    // A unit without a targeting key still gets the flag's rules; only when nothing else
+    // applies is the missing key reported (with the default value).
+    let fallback = |otherwise: EvaluationReason| {
+        if key_missing {
+            (
+                Source::Default,
+                EvaluationReason::Error,
+                Some(ErrorCode::TargetingKeyMissing),
+            )
+        } else {
+            (Source::Default, otherwise, None)
+        }
+    };
     if !f.flag.enabled {
-        return (Source::Default, EvaluationReason::Disabled, None);
+        return fallback(EvaluationReason::Disabled);
     }
     for (i, rule) in f.rules.iter().enumerate() {
         if !rule.condition.matches(ctx.attributes()) {
@@ -665,7 +681,7 @@ fn evaluate_compiled(
         }
         return (Source::Rule(i), EvaluationReason::TargetingMatch, None);
     }
-    (Source::Default, EvaluationReason::Default, None)
+    fallback(EvaluationReason::Default)
 }
 
 impl Lab {
@@ -827,9 +843,10 @@ impl Lab {
                 f.key.as_str()
             )));
         }
+        let _w = self.lock_writer();
         self.storage()
             .delete_record(RecordKind::Flag, id, f.version)?;
-        self.refresh()
+        self.rebuild()
     }
 
     /// Attaches a draft experiment to flag `flag_id` (the flag API's experiment body as

@@ -266,7 +266,7 @@ impl Lab {
         self.hook.as_ref()
     }
 
-    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -277,6 +277,13 @@ impl Lab {
     ///
     /// A storage failure or a stored record that does not validate; the old snapshot stays.
     pub fn refresh(&self) -> Result<(), Error> {
+        let _w = self.lock_writer();
+        self.rebuild()
+    }
+
+    /// Compiles and swaps in a new snapshot. The caller holds the writer lock, so snapshots
+    /// are stored in the order of the writes they reflect (an older one never replaces a newer).
+    pub(crate) fn rebuild(&self) -> Result<(), Error> {
         let snapshot = self.compile()?;
         self.snapshot.store(Arc::new(snapshot));
         Ok(())
@@ -359,7 +366,7 @@ impl Lab {
             },
             expected,
         )?;
-        self.refresh()?;
+        self.rebuild()?;
         Ok(v)
     }
 
@@ -620,6 +627,24 @@ impl Lab {
         }
         if let Some(f) = e.flag_id() {
             crate::flags::check_flag_experiment(self, f.as_str(), e)?;
+            for (other, _) in self.list_kind::<Experiment>(RecordKind::Experiment)? {
+                let same_env = match (other.environment(), e.environment()) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                };
+                if other.id() != e.id()
+                    && other.status() == Status::Running
+                    && other.flag_id() == Some(f)
+                    && same_env
+                {
+                    return Err(Error::Conflict(format!(
+                        "flag {:?} already has running experiment {:?} in environment {:?}; stop it first",
+                        f.as_str(),
+                        other.id().as_str(),
+                        e.environment().unwrap_or("*")
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -691,7 +716,7 @@ impl Lab {
         }
         self.storage
             .delete_record(RecordKind::Experiment, id, e.version())?;
-        self.refresh()?;
+        self.rebuild()?;
         self.storage.purge_events(id)?;
         Ok(())
     }

@@ -265,10 +265,8 @@ pub(crate) fn with_counts(e: Experiment, totals: &ExperimentTotals) -> Experimen
         .map(|i| totals.variant(i).participants)
         .collect();
     let conversions = conversion_slot(&e).map_or(0, |s| {
-        totals
-            .variants
-            .iter()
-            .map(|v| v.metrics.get(s).map_or(0, |m| count(m.sum)))
+        (0..e.variants().len())
+            .map(|i| totals.variant(i).metrics.get(s).map_or(0, |m| count(m.sum)))
             .sum()
     });
     ExperimentWithCounts {

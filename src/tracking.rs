@@ -116,7 +116,28 @@ impl Lab {
         exposure: &Exposure<'_>,
         at: Timestamp,
     ) -> Result<EventOutcome, Error> {
-        Lab::running(&self.snapshot(), exposure.experiment_id.as_str())?;
+        let snapshot = self.snapshot();
+        let c = Lab::running(&snapshot, exposure.experiment_id.as_str())?;
+        let matches = c
+            .experiment()
+            .variants()
+            .get(exposure.variant_index as usize)
+            .is_some_and(|v| &v.id == exposure.variant);
+        if !matches {
+            return Err(ValidationError::field(
+                "variant",
+                format!(
+                    "{:?} (index {}) is not a variant of experiment {:?}",
+                    exposure.variant.as_str(),
+                    exposure.variant_index,
+                    exposure.experiment_id.as_str()
+                ),
+            )
+            .into());
+        }
+        if exposure.unit_id.is_empty() {
+            return Err(ValidationError::field("unitId", "\"\" is empty").into());
+        }
         let outcome = self.storage().apply_event(&UnitEvent {
             experiment: exposure.experiment_id.as_str(),
             unit: exposure.unit_id,

@@ -263,3 +263,43 @@ fn environment_specific_flags_win() {
     assert_eq!(lab.evaluate("p", "staging", "k", &ctx).value(), "stg");
     assert_eq!(lab.evaluate("p", "production", "k", &ctx).value(), "any");
 }
+
+#[test]
+fn one_running_experiment_per_flag_and_environment_and_anonymous_units_get_rules() {
+    let lab = Lab::new();
+    let new: NewFlag = serde_json::from_value(json!({
+        "project_id": "p", "key": "k", "default_value": "d", "enabled": true,
+        "rules": [{"id": "all", "value": "rule"}]
+    }))
+    .unwrap();
+    let flag = lab.create_flag(new).unwrap();
+    let exp = |name: &str| -> NewExperiment {
+        serde_json::from_value(json!({
+            "name": name, "environment": "production", "targetingRules": {"country": "US"},
+            "variants": [{"key": "a", "value": "x1", "percentage": 50}, {"key": "b", "value": "x2", "percentage": 50}]
+        }))
+        .unwrap()
+    };
+    let first = lab
+        .create_flag_experiment(flag.id.as_str(), exp("first"))
+        .unwrap();
+    let second = lab
+        .create_flag_experiment(flag.id.as_str(), exp("second"))
+        .unwrap();
+    lab.start(first.id().as_str()).unwrap();
+    let err = lab.start(second.id().as_str()).unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    // An anonymous unit outside the experiment's audience still gets the flag's rule.
+    let anon = Context::anonymous().with_attribute("country", "DE");
+    let e = lab.evaluate("p", "production", "k", &anon);
+    assert_eq!(
+        (e.value(), e.reason()),
+        (&json!("rule"), EvaluationReason::TargetingMatch)
+    );
+    // A flag for an environment literally named "*" does not collide with the all-environments one.
+    let star: NewFlag = serde_json::from_value(
+        json!({"project_id": "p", "key": "k", "environment": "*", "default_value": "s"}),
+    )
+    .unwrap();
+    lab.create_flag(star).unwrap();
+}

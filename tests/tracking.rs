@@ -397,3 +397,66 @@ fn failed_writes_leave_nothing_and_retries_count_once() {
         300.0
     );
 }
+
+#[test]
+fn huge_values_are_rejected_and_totals_stay_finite() {
+    let (lab, _) = lab_with(Arc::new(MemoryStorage::new()));
+    let id = running(&lab, json!(["watchTime"]));
+    lab.expose(&id, &Context::new("u")).unwrap();
+    lab.track(&TrackEvent::value(&id, "u", "watchTime", 1e99))
+        .unwrap();
+    for v in [1e200, 1e308] {
+        assert!(
+            matches!(
+                lab.track(&TrackEvent::value(&id, "u", "watchTime", v)),
+                Err(Error::Rejected {
+                    reason: Rejection::InvalidValue,
+                    ..
+                })
+            ),
+            "{v}"
+        );
+    }
+    let raw = lab.results(&id).unwrap();
+    for v in &raw.variants {
+        let t = &v.results[0].totals;
+        assert!(t.sum.is_finite() && t.sum_squares.is_finite());
+    }
+}
+
+#[test]
+fn record_exposure_checks_the_variant() {
+    let (lab, _) = lab_with(Arc::new(MemoryStorage::new()));
+    let id = running(&lab, json!(["conversion"]));
+    let exp_id: abkit::ExperimentId = id.parse().unwrap();
+    let key: abkit::VariantKey = "control".parse().unwrap();
+    let bad = abkit::Exposure {
+        experiment_id: &exp_id,
+        unit_id: "u",
+        variant: &key,
+        variant_index: 7,
+        forced: false,
+    };
+    let err = lab.record_exposure(&bad).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("variant: \"control\" (index 7)"),
+        "{err}"
+    );
+    let empty = abkit::Exposure {
+        experiment_id: &exp_id,
+        unit_id: "",
+        variant: &key,
+        variant_index: 0,
+        forced: false,
+    };
+    assert!(lab.record_exposure(&empty).is_err());
+    let good = abkit::Exposure {
+        experiment_id: &exp_id,
+        unit_id: "u",
+        variant: &key,
+        variant_index: 0,
+        forced: false,
+    };
+    assert_eq!(lab.record_exposure(&good).unwrap(), EventOutcome::Enrolled);
+}

@@ -445,6 +445,16 @@ impl Experiment {
         // Variant ids unique, weights summing to exactly 100%.
         let inputs: Vec<NewVariant> = d.variants.iter().map(Variant::to_input).collect();
         resolve_variants(&inputs)?;
+        if d.metrics.len() > crate::storage::MAX_METRIC_SLOTS as usize {
+            return Err(ValidationError::field(
+                "metrics",
+                format!(
+                    "{} given, at most {} allowed",
+                    d.metrics.len(),
+                    crate::storage::MAX_METRIC_SLOTS
+                ),
+            ));
+        }
         if d.metrics.is_empty() {
             return Err(ValidationError::field(
                 "metrics",

@@ -303,9 +303,12 @@ impl Storage for MemoryStorage {
     }
 
     fn totals(&self, experiment: &str) -> Result<ExperimentTotals, StorageError> {
+        // Every shard locked (in order, as `apply_events` does) before reading any: a batch is
+        // seen wholly or not at all.
+        let guards: Vec<MutexGuard<'_, Shard>> = self.shards.iter().map(lock).collect();
         let mut total = ExperimentTotals::default();
-        for m in &self.shards {
-            if let Some(x) = lock(m).experiments.get(experiment) {
+        for g in &guards {
+            if let Some(x) = g.experiments.get(experiment) {
                 total.merge(&x.totals);
             }
         }
@@ -313,8 +316,9 @@ impl Storage for MemoryStorage {
     }
 
     fn purge_events(&self, experiment: &str) -> Result<(), StorageError> {
-        for m in &self.shards {
-            lock(m).experiments.remove(experiment);
+        let mut guards: Vec<MutexGuard<'_, Shard>> = self.shards.iter().map(lock).collect();
+        for g in &mut guards {
+            g.experiments.remove(experiment);
         }
         Ok(())
     }

@@ -34,6 +34,7 @@ pub use state::{
     Aggregation, EventOutcome, ExperimentTotals, MetricSlot, MetricTotals, Rejection, TotalsDelta,
     UnitEvent, UnitEventKind, UnitState, UnitValue, VariantTotals,
 };
+pub use state::{MAX_METRIC_SLOTS, MAX_UNIT_VALUE, MAX_VARIANTS};
 
 /// The kinds of configuration documents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

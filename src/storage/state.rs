@@ -9,6 +9,16 @@ use crate::time::Timestamp;
 pub const MAX_METRIC_SLOTS: u32 = 256;
 /// The most variants an experiment may have.
 pub const MAX_VARIANTS: u32 = 1000;
+/// The largest magnitude a unit's total (value, denominator or covariate) may reach: its square
+/// and the sums over any realistic number of units stay finite, so no total ever becomes
+/// infinite or NaN. An event that would exceed it is rejected as [`Rejection::InvalidValue`].
+pub const MAX_UNIT_VALUE: f64 = 1e100;
+
+fn bounded(v: &UnitValue) -> bool {
+    v.numerator.abs() <= MAX_UNIT_VALUE
+        && v.denominator.abs() <= MAX_UNIT_VALUE
+        && v.covariate.is_none_or(|c| c.abs() <= MAX_UNIT_VALUE)
+}
 
 /// How a metric folds a unit's events into its per-unit value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -98,7 +108,9 @@ impl Rejection {
             Rejection::NotEnrolled => "unit is not enrolled (no exposure recorded)",
             Rejection::BeforeExposure => "event is earlier than the unit's exposure",
             Rejection::OutsideWindow => "event is outside the metric's conversion window",
-            Rejection::InvalidValue => "value is not finite, or metric or variant out of range",
+            Rejection::InvalidValue => {
+                "value is not finite or too large (a unit's total must stay within ±1e100), or metric or variant out of range"
+            }
         }
     }
 }
@@ -448,6 +460,9 @@ impl UnitState {
         before: UnitValue,
         after: UnitValue,
     ) -> (EventOutcome, Option<TotalsDelta>) {
+        if !bounded(&after) {
+            return (EventOutcome::Rejected(Rejection::InvalidValue), None);
+        }
         let i = slot.index as usize;
         if self.values.len() <= i {
             self.values.resize_with(i + 1, UnitValue::default);
