@@ -235,11 +235,7 @@ impl CompiledExperiment {
             }
             _ => return out,
         }
-        // The unit id: the targeting key, or the hash attribute's value (a non-empty string).
-        let unit: &'a str = match e.hash_attribute() {
-            None => ctx.key().unwrap_or(""),
-            Some(attr) => ctx.attribute(attr).and_then(Value::as_str).unwrap_or(""),
-        };
+        let unit = self.unit_id(ctx);
         if unit.is_empty() {
             out.reason = Reason::NoUnitId;
             return out;
@@ -287,6 +283,34 @@ impl CompiledExperiment {
             }
         }
         out
+    }
+
+    /// The unit id this experiment hashes for `ctx`: the targeting key, or the value of its hash
+    /// attribute (a string); empty when there is none.
+    pub fn unit_id<'a>(&self, ctx: &'a Context) -> &'a str {
+        match self.experiment.hash_attribute() {
+            None => ctx.key().unwrap_or(""),
+            Some(attr) => ctx.attribute(attr).and_then(Value::as_str).unwrap_or(""),
+        }
+    }
+
+    /// The exposure of `ctx`'s unit to variant `index` (`None` without a unit id or for an
+    /// index out of range).
+    pub(crate) fn exposure_for<'a>(
+        &'a self,
+        ctx: &'a Context,
+        index: u32,
+        forced: bool,
+    ) -> Option<Exposure<'a>> {
+        let unit = self.unit_id(ctx);
+        let v = self.experiment.variants().get(index as usize)?;
+        (!unit.is_empty()).then_some(Exposure {
+            experiment_id: self.experiment.id(),
+            unit_id: unit,
+            variant: &v.id,
+            variant_index: index,
+            forced,
+        })
     }
 
     fn matches(&self, ctx: &Context) -> bool {

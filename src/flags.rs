@@ -542,11 +542,12 @@ impl<'c> Evaluation<'c> {
     /// The exposure this evaluation implies (when an experiment allocated the unit); record it
     /// through [`Lab::record_exposure`].
     pub fn exposure(&self) -> Option<Exposure<'_>> {
-        let (Some(f), Source::Variant(e, _)) = (self.compiled(), self.source) else {
+        let (Some(f), Source::Variant(e, v)) = (self.compiled(), self.source) else {
             return None;
         };
         let (_, x) = f.experiments.get(e)?;
-        x.assign(self.ctx).exposure()
+        let forced = x.experiment().overrides().contains_key(x.unit_id(self.ctx));
+        x.exposure_for(self.ctx, v, forced)
     }
 
     /// The value as a bool, or `default` when it is not one.

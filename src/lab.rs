@@ -857,9 +857,17 @@ impl Decision {
         self.compiled.experiment()
     }
 
-    /// The exposure to record, for the context the decision was made for.
+    /// The exposure to record, for the context the decision was made for (its unit id is read
+    /// from `ctx`; the variant is the one decided). `None` for a rollout or no variant.
     pub fn exposure<'a>(&'a self, ctx: &'a Context) -> Option<Exposure<'a>> {
-        self.compiled.assign(ctx).exposure()
+        if self.reason == crate::assign::Reason::Rollout {
+            return None;
+        }
+        self.compiled.exposure_for(
+            ctx,
+            self.variant?,
+            self.reason == crate::assign::Reason::Forced,
+        )
     }
 
     /// For a sticky experiment, the new assignment to store: (experiment id, variant id).
