@@ -4,6 +4,8 @@
 //! * `tracking/conversion/1M_units`: `Lab::track` of a conversion against 1 000 000 enrolled
 //!   units (each iteration the next unit; after the first pass every event is a de-duplicated
 //!   repeat, which is the common case for retried or repeated goals).
+//! * `tracking/conversion/1M_units_hot_event`: the same, with the event's own strings in cache
+//!   (copied from a contiguous buffer into one reused event), as a just-parsed request's are.
 //! * `tracking/apply_event/1M_units`: the same through `Storage::apply_event` alone.
 //! * `tracking/threads/{1,2}`: `Lab::track` from N threads at once on disjoint units; time per
 //!   event (wall time / events), so equal figures mean the store does not serialise threads.
@@ -65,6 +67,21 @@ fn single(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % UNITS;
             black_box(lab.track(black_box(&events[i])).ok())
+        });
+    });
+    // The same events, but each one's strings freshly in cache (as a just-parsed request's
+    // are): the unit ids sit in one contiguous buffer and are copied into a reused event.
+    let arena: Vec<u8> = events.iter().flat_map(|e| e.unit_id.bytes()).collect();
+    let width = events.first().map_or(0, |e| e.unit_id.len());
+    let mut hot = events.first().cloned().unwrap_or_default();
+    group.bench_function("conversion/1M_units_hot_event", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % UNITS;
+            hot.unit_id.clear();
+            hot.unit_id
+                .push_str(std::str::from_utf8(&arena[i * width..(i + 1) * width]).unwrap_or(""));
+            black_box(lab.track(black_box(&hot)).ok())
         });
     });
     let slot = MetricSlot {
