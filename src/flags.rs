@@ -867,7 +867,9 @@ impl Lab {
     }
 
     /// Stops a flag's running experiment; with `promote_winner`, the winner's value becomes
-    /// the flag's default value in the same call.
+    /// the flag's default value in the same call. The two are separate writes: if the
+    /// promotion fails (a concurrent flag change, say), the stop stands and calling again with
+    /// the same winner completes the promotion.
     ///
     /// # Errors
     ///
@@ -891,7 +893,12 @@ impl Lab {
                 )
             })?
             .clone();
-        if !e.status().allows(Operation::Stop) {
+        // A retry after the promotion failed: the stop already happened with this winner, so
+        // only the promotion is left to do (the call is safe to repeat).
+        let already_stopped = e.status() == Status::Stopped
+            && promote_winner
+            && e.winner().map(VariantKey::as_str) == request.winner.as_deref();
+        if !already_stopped && !e.status().allows(Operation::Stop) {
             return Err(Error::Lifecycle {
                 id: experiment_id.to_owned(),
                 operation: Operation::Stop,
@@ -906,7 +913,11 @@ impl Lab {
             }
             _ => None,
         };
-        let stopped = self.stop(experiment_id, request)?;
+        let stopped = if already_stopped {
+            e
+        } else {
+            self.stop(experiment_id, request)?
+        };
         if let Some(v) = winner_value {
             self.update_flag(
                 flag_id.as_str(),
