@@ -6,6 +6,8 @@
 //!   repeat, which is the common case for retried or repeated goals).
 //! * `tracking/conversion/1M_units_hot_event`: the same, with the event's own strings in cache
 //!   (copied from a contiguous buffer into one reused event), as a just-parsed request's are.
+//! * `tracking/conversion_batch_1000/1M_units`: the same conversions through `Lab::track_batch`,
+//!   1 000 per call (time per batch; criterion also prints events per second).
 //! * `tracking/apply_event/1M_units`: the same through `Storage::apply_event` alone.
 //! * `tracking/threads/{1,2}`: `Lab::track` from N threads at once on disjoint units; time per
 //!   event (wall time / events), so equal figures mean the store does not serialise threads.
@@ -84,6 +86,22 @@ fn single(c: &mut Criterion) {
             black_box(lab.track(black_box(&hot)).ok())
         });
     });
+    // Batched ingestion: 1 000 conversions per `track_batch` call (one storage call, each shard
+    // locked once per batch), the rate a host that buffers events gets.
+    group.throughput(Throughput::Elements(1_000));
+    group.bench_function("conversion_batch_1000/1M_units", |b| {
+        let mut start = 0;
+        b.iter(|| {
+            start = (start + 1_000) % UNITS;
+            let end = (start + 1_000).min(UNITS);
+            black_box(
+                lab.track_batch(black_box(&events[start..end]))
+                    .map(|o| o.len())
+                    .ok(),
+            )
+        });
+    });
+    group.throughput(Throughput::Elements(1));
     let slot = MetricSlot {
         index: 0,
         aggregation: Aggregation::Once,
