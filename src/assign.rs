@@ -143,15 +143,12 @@ impl<'a> Assignment<'a> {
         if self.reason == Reason::Rollout {
             return None;
         }
-        let unit = self.unit?;
-        let v = self.variant()?;
-        Some(Exposure {
-            experiment_id: self.experiment.id(),
-            unit_id: unit,
-            variant: &v.id,
-            variant_index: self.variant?,
-            forced: self.reason == Reason::Forced,
-        })
+        exposure_of(
+            self.experiment,
+            self.unit?,
+            self.variant?,
+            self.reason == Reason::Forced,
+        )
     }
 
     /// For a sticky experiment, the assignment the host should store when it is new:
@@ -162,6 +159,24 @@ impl<'a> Assignment<'a> {
         }
         Some((self.experiment.id().as_str(), self.variant_key()?.as_str()))
     }
+}
+
+/// The exposure of `unit` to variant `index` of `experiment`: `None` for an empty unit id or an
+/// index out of range. The one place an `Exposure` is built.
+fn exposure_of<'a>(
+    experiment: &'a Experiment,
+    unit: &'a str,
+    index: u32,
+    forced: bool,
+) -> Option<Exposure<'a>> {
+    let v = experiment.variants().get(index as usize)?;
+    (!unit.is_empty()).then_some(Exposure {
+        experiment_id: experiment.id(),
+        unit_id: unit,
+        variant: &v.id,
+        variant_index: index,
+        forced,
+    })
 }
 
 impl CompiledExperiment {
@@ -302,15 +317,7 @@ impl CompiledExperiment {
         index: u32,
         forced: bool,
     ) -> Option<Exposure<'a>> {
-        let unit = self.unit_id(ctx);
-        let v = self.experiment.variants().get(index as usize)?;
-        (!unit.is_empty()).then_some(Exposure {
-            experiment_id: self.experiment.id(),
-            unit_id: unit,
-            variant: &v.id,
-            variant_index: index,
-            forced,
-        })
+        exposure_of(&self.experiment, self.unit_id(ctx), index, forced)
     }
 
     fn matches(&self, ctx: &Context) -> bool {
