@@ -203,10 +203,12 @@ impl Lab {
     }
 
     /// Checks an event against the snapshot and turns it into a storage event. The clock is
-    /// read only when the event has no timestamp.
+    /// read only when the event has no timestamp. The experiment id is the snapshot's string,
+    /// so every event of one experiment carries the same pointer (a store can compare them
+    /// without reading them).
     fn resolve_event<'e>(
         &self,
-        snapshot: &Snapshot,
+        snapshot: &'e Snapshot,
         e: &'e TrackEvent,
     ) -> Result<UnitEvent<'e>, Error> {
         let c = Lab::running(snapshot, &e.experiment_id)?;
@@ -278,7 +280,7 @@ impl Lab {
             }
         };
         Ok(UnitEvent {
-            experiment: &e.experiment_id,
+            experiment: exp.id().as_str(),
             unit: &e.unit_id,
             event_id: e.event_id.as_deref(),
             at: e.timestamp.unwrap_or_else(|| self.now()),
@@ -299,7 +301,8 @@ impl Lab {
     /// missing or non-finite value; [`Error::Rejected`] for a unit that is not enrolled or an
     /// event outside the metric's window; a storage failure (nothing was counted: retry).
     pub fn track(&self, event: &TrackEvent) -> Result<EventOutcome, Error> {
-        let ue = self.resolve_event(&self.snapshot(), event)?;
+        let snapshot = self.snapshot();
+        let ue = self.resolve_event(&snapshot, event)?;
         match self.storage().apply_event(&ue)? {
             EventOutcome::Rejected(reason) => Err(Error::Rejected {
                 experiment: event.experiment_id.clone(),
@@ -369,7 +372,8 @@ impl Lab {
             denominator: Some(0.0),
             ..TrackEvent::default()
         };
-        let ue = self.resolve_event(&self.snapshot(), &probe)?;
+        let snapshot = self.snapshot();
+        let ue = self.resolve_event(&snapshot, &probe)?;
         let UnitEventKind::Metric { slot, .. } = ue.kind else {
             return Err(ValidationError::field("metric", "not a metric event").into());
         };

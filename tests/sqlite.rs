@@ -233,7 +233,7 @@ fn version_1_fixture_is_migrated_and_keeps_its_data() {
         (u.variant, u.exposed_at.unix_millis(), u.excluded),
         (1, 1_700_000_000_000, false)
     );
-    assert_eq!(u.values[0].numerator, 1.0);
+    assert_eq!(u.values()[0].numerator, 1.0);
     let t = s.totals("exp_v1").unwrap();
     assert_eq!(
         (t.variant(0).participants, t.variant(1).participants),

@@ -9,8 +9,15 @@ use super::{
 };
 use crate::hashing::FastMap;
 
+mod table;
+
+use table::{Probe, UnitKey, UnitTable};
+
 /// How many independently locked shards the event state is split into.
 const SHARDS: usize = 64;
+
+/// How many events of a batch have their slots read ahead before they are applied.
+const TOUCH_AHEAD: usize = 128;
 
 /// Everything in process memory: configuration behind a read-write lock, event state in 64
 /// shards keyed by (experiment, unit), so concurrent events on different units rarely contend
@@ -37,80 +44,66 @@ pub struct MemoryStorage {
     keys: crate::hashing::Seeded,
 }
 
+/// One shard's event state: per experiment, in a slab with a name index, so a batch looks each
+/// experiment up once and then reaches its units by position.
 #[derive(Debug, Default)]
 struct Shard {
-    experiments: FastMap<Box<str>, ExperimentShard>,
+    index: FastMap<Box<str>, usize>,
+    experiments: Vec<ExperimentShard>,
+}
+
+impl Shard {
+    fn get(&self, experiment: &str) -> Option<&ExperimentShard> {
+        self.index
+            .get(experiment)
+            .and_then(|&i| self.experiments.get(i))
+    }
+
+    /// The slab position of `experiment`, added if absent.
+    fn position(&mut self, experiment: &str) -> usize {
+        if let Some(&i) = self.index.get(experiment) {
+            return i;
+        }
+        self.experiments.push(ExperimentShard {
+            name: experiment.into(),
+            ..ExperimentShard::default()
+        });
+        let i = self.experiments.len() - 1;
+        self.index.insert(experiment.into(), i);
+        i
+    }
+
+    fn remove(&mut self, experiment: &str) {
+        if let Some(i) = self.index.remove(experiment)
+            && i < self.experiments.len()
+        {
+            self.experiments.swap_remove(i);
+            if let Some(moved) = self.experiments.get(i) {
+                self.index.insert(moved.name.clone(), i);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct ExperimentShard {
-    units: FastMap<UnitKey, UnitEntry>,
+    name: Box<str>,
+    units: UnitTable,
+    /// Event ids seen per unit: looked up only for events that carry one.
+    event_ids: FastMap<UnitKey, Vec<Box<str>>>,
     totals: ExperimentTotals,
-}
-
-/// The longest unit id kept inline in the map entry.
-const INLINE: usize = 22;
-
-/// A unit id, inline when short (most are), so a lookup compares keys without chasing a
-/// pointer: with a million units every avoided cache miss is most of an event's cost.
-#[derive(Debug, Clone)]
-enum UnitKey {
-    Inline { len: u8, bytes: [u8; INLINE] },
-    Heap(Box<str>),
-}
-
-impl UnitKey {
-    fn new(unit: &str) -> UnitKey {
-        let mut bytes = [0u8; INLINE];
-        match (bytes.get_mut(..unit.len()), u8::try_from(unit.len())) {
-            (Some(dst), Ok(len)) => {
-                dst.copy_from_slice(unit.as_bytes());
-                UnitKey::Inline { len, bytes }
-            }
-            _ => UnitKey::Heap(unit.into()),
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            UnitKey::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
-            UnitKey::Heap(s) => s.as_bytes(),
-        }
-    }
-}
-
-// Hashed and compared as bytes, and looked up by `unit.as_bytes()`: no UTF-8 check per probe.
-impl std::hash::Hash for UnitKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
-impl PartialEq for UnitKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for UnitKey {}
-
-impl std::borrow::Borrow<[u8]> for UnitKey {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
-
-#[derive(Debug)]
-struct UnitEntry {
-    /// Always `Some` once stored; an `Option` so the shared fold can take it by `&mut`.
-    state: Option<UnitState>,
-    event_ids: Vec<Box<str>>,
 }
 
 impl Default for MemoryStorage {
     fn default() -> Self {
         MemoryStorage::new()
     }
+}
+
+/// String equality that skips reading the bytes when both are the same string (events
+/// resolved against one snapshot share their experiment's id).
+fn same_str(a: &str, b: &str) -> bool {
+    (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,54 +123,60 @@ impl MemoryStorage {
         }
     }
 
-    fn shard_of(&self, experiment: &str, unit: &str) -> usize {
-        (self.keys.hash_pair(experiment, unit) % SHARDS as u64) as usize
+    /// The event's hash (computed once: it picks the shard and the unit's slot) and shard.
+    fn locate(&self, experiment: &str, unit: &str) -> (u64, usize) {
+        let hash = self.keys.hash_pair(experiment, unit);
+        (hash, (hash % SHARDS as u64) as usize)
     }
 
-    /// Applies one event to a locked shard.
-    fn apply_in(shard: &mut Shard, e: &UnitEvent<'_>) -> EventOutcome {
-        let exp = match shard.experiments.get_mut(e.experiment) {
-            Some(x) => x,
-            None => shard.experiments.entry(e.experiment.into()).or_default(),
-        };
-        let entry = exp.units.get_mut(e.unit.as_bytes());
-        if let (Some(id), Some(entry)) = (e.event_id, entry.as_ref())
-            && entry.event_ids.iter().any(|x| &**x == id)
+    /// Applies one event (whose hash is `hash`) to a locked shard.
+    fn apply_in(shard: &mut Shard, hash: u64, e: &UnitEvent<'_>) -> EventOutcome {
+        let i = shard.position(e.experiment);
+        match shard.experiments.get_mut(i) {
+            Some(exp) => MemoryStorage::apply_to(exp, hash, e),
+            None => EventOutcome::Rejected(super::Rejection::InvalidValue),
+        }
+    }
+
+    /// Applies one event (whose hash is `hash`) to its experiment's part of a locked shard.
+    fn apply_to(exp: &mut ExperimentShard, hash: u64, e: &UnitEvent<'_>) -> EventOutcome {
+        let unit = e.unit.as_bytes();
+        if let Some(id) = e.event_id
+            && exp
+                .event_ids
+                .get(unit)
+                .is_some_and(|ids| ids.iter().any(|x| &**x == id))
         {
             return EventOutcome::DuplicateEventId;
         }
-        match entry {
-            Some(entry) => {
-                let (outcome, delta) = UnitState::apply(&mut entry.state, e.at, &e.kind);
-                if outcome.is_stored()
-                    && let Some(id) = e.event_id
-                {
-                    entry.event_ids.push(id.into());
-                }
-                if let Some(d) = delta {
-                    exp.totals.apply(&d);
-                }
-                outcome
-            }
-            None => {
+        let (outcome, delta) = match exp.units.find(hash, unit) {
+            Probe::Found(i) => match exp.units.state_mut(i) {
+                Some(state) => UnitState::apply(state, e.at, &e.kind),
+                None => (EventOutcome::Rejected(super::Rejection::NotEnrolled), None),
+            },
+            Probe::Vacant => {
                 let mut state = None;
-                let (outcome, delta) = UnitState::apply(&mut state, e.at, &e.kind);
-                if state.is_some() {
-                    let event_ids = e
-                        .event_id
-                        .filter(|_| outcome.is_stored())
-                        .map(Box::from)
-                        .into_iter()
-                        .collect();
-                    exp.units
-                        .insert(UnitKey::new(e.unit), UnitEntry { state, event_ids });
+                let applied = UnitState::apply(&mut state, e.at, &e.kind);
+                if let Some(state) = state {
+                    exp.units.insert(hash, e.unit, state);
                 }
-                if let Some(d) = delta {
-                    exp.totals.apply(&d);
+                applied
+            }
+        };
+        if outcome.is_stored()
+            && let Some(id) = e.event_id
+        {
+            match exp.event_ids.get_mut(unit) {
+                Some(ids) => ids.push(id.into()),
+                None => {
+                    exp.event_ids.insert(UnitKey::new(e.unit), vec![id.into()]);
                 }
-                outcome
             }
         }
+        if let Some(d) = delta {
+            exp.totals.apply(&d);
+        }
+        outcome
     }
 
     fn config_read(
@@ -254,51 +253,88 @@ impl Storage for MemoryStorage {
     }
 
     fn apply_events(&self, events: &[UnitEvent<'_>]) -> Result<Vec<EventOutcome>, StorageError> {
+        let not_locked = || StorageError::Backend("shard not locked".into());
+        let located: Vec<(u64, usize)> = events
+            .iter()
+            .map(|e| self.locate(e.experiment, e.unit))
+            .collect();
         // Lock every shard the batch touches, in ascending order (no deadlock), so the batch is
         // applied atomically with respect to every other call.
-        let mut idx: Vec<usize> = events
-            .iter()
-            .map(|e| self.shard_of(e.experiment, e.unit))
-            .collect();
-        let mut order = idx.clone();
-        order.sort_unstable();
-        order.dedup();
-        let mut guards: Vec<(usize, MutexGuard<'_, Shard>)> = Vec::with_capacity(order.len());
-        for i in order {
-            if let Some(m) = self.shards.get(i) {
-                guards.push((i, lock(m)));
+        let touched: u64 = located.iter().fold(0, |m, &(_, i)| m | 1 << (i % SHARDS));
+        let mut guards: Vec<MutexGuard<'_, Shard>> = Vec::with_capacity(SHARDS);
+        let mut guard_of = [usize::MAX; SHARDS];
+        for (i, m) in self.shards.iter().enumerate() {
+            if touched & (1 << i) != 0
+                && let Some(g) = guard_of.get_mut(i)
+            {
+                *g = guards.len();
+                guards.push(lock(m));
             }
         }
+        // Each event's place: its guard, and its experiment's slab position in that shard,
+        // looked up once per (shard, experiment) through the batch's distinct experiments
+        // (events resolved against one snapshot share the id's pointer, so this is cheap).
+        const NAMES: usize = 8;
+        let mut names: Vec<&str> = Vec::with_capacity(NAMES);
+        let mut slabs: Vec<Option<usize>> = vec![None; guards.len() * NAMES];
+        let mut places: Vec<(u64, usize, usize)> = Vec::with_capacity(events.len());
+        for (e, &(hash, shard)) in events.iter().zip(&located) {
+            let g = guard_of.get(shard).copied().ok_or_else(not_locked)?;
+            let guard = guards.get_mut(g).ok_or_else(not_locked)?;
+            let x = match names.iter().position(|n| same_str(n, e.experiment)) {
+                Some(x) => Some(x),
+                None if names.len() < NAMES => {
+                    names.push(e.experiment);
+                    Some(names.len() - 1)
+                }
+                None => None,
+            };
+            let slab = match x.and_then(|x| slabs.get_mut(g * NAMES + x)) {
+                Some(cell) => *cell.get_or_insert_with(|| guard.position(e.experiment)),
+                None => guard.position(e.experiment),
+            };
+            places.push((hash, g, slab));
+        }
+        // In chunks: first read every event's home slot, in a loop of a few instructions per
+        // event, so the processor has a dozen or more of these independent loads in flight at
+        // once and their cache misses (and page walks) overlap; then apply the chunk's events,
+        // whose lines are in cache or on their way.
         let mut out = Vec::with_capacity(events.len());
-        for (e, i) in events.iter().zip(idx.iter_mut()) {
-            let pos = guards
-                .binary_search_by_key(i, |(k, _)| *k)
-                .map_err(|_| StorageError::Backend("shard not locked".into()))?;
-            let shard = guards
-                .get_mut(pos)
-                .ok_or_else(|| StorageError::Backend("shard not locked".into()))?;
-            out.push(MemoryStorage::apply_in(&mut shard.1, e));
+        for (chunk, places) in events.chunks(TOUCH_AHEAD).zip(places.chunks(TOUCH_AHEAD)) {
+            let mut ahead = 0u64;
+            for &(hash, g, slab) in places {
+                if let Some(x) = guards.get(g).and_then(|s| s.experiments.get(slab)) {
+                    ahead ^= x.units.touch(hash);
+                }
+            }
+            std::hint::black_box(ahead);
+            for (e, &(hash, g, slab)) in chunk.iter().zip(places) {
+                let exp = guards
+                    .get_mut(g)
+                    .and_then(|s| s.experiments.get_mut(slab))
+                    .ok_or_else(not_locked)?;
+                out.push(MemoryStorage::apply_to(exp, hash, e));
+            }
         }
         Ok(out)
     }
 
     fn apply_event(&self, e: &UnitEvent<'_>) -> Result<EventOutcome, StorageError> {
-        let i = self.shard_of(e.experiment, e.unit);
+        let (hash, i) = self.locate(e.experiment, e.unit);
         let shard = self
             .shards
             .get(i)
             .ok_or_else(|| StorageError::Backend("shard out of range".into()))?;
-        Ok(MemoryStorage::apply_in(&mut lock(shard), e))
+        Ok(MemoryStorage::apply_in(&mut lock(shard), hash, e))
     }
 
     fn unit_state(&self, experiment: &str, unit: &str) -> Result<Option<UnitState>, StorageError> {
-        let i = self.shard_of(experiment, unit);
+        let (hash, i) = self.locate(experiment, unit);
         Ok(self.shards.get(i).and_then(|m| {
             lock(m)
-                .experiments
                 .get(experiment)
-                .and_then(|x| x.units.get(unit.as_bytes()))
-                .and_then(|u| u.state.clone())
+                .and_then(|x| x.units.get(hash, unit.as_bytes()))
+                .cloned()
         }))
     }
 
@@ -308,7 +344,7 @@ impl Storage for MemoryStorage {
         let guards: Vec<MutexGuard<'_, Shard>> = self.shards.iter().map(lock).collect();
         let mut total = ExperimentTotals::default();
         for g in &guards {
-            if let Some(x) = g.experiments.get(experiment) {
+            if let Some(x) = g.get(experiment) {
                 total.merge(&x.totals);
             }
         }
@@ -318,7 +354,7 @@ impl Storage for MemoryStorage {
     fn purge_events(&self, experiment: &str) -> Result<(), StorageError> {
         let mut guards: Vec<MutexGuard<'_, Shard>> = self.shards.iter().map(lock).collect();
         for g in &mut guards {
-            g.experiments.remove(experiment);
+            g.remove(experiment);
         }
         Ok(())
     }

@@ -682,7 +682,7 @@ fn apply_in(
         let mut state = loaded.map(|(_, s)| s);
         let (outcome, delta) = UnitState::apply(&mut state, e.at, &e.kind);
         if let (true, Some(s)) = (outcome.is_stored(), &state) {
-            encode_values(&s.values, &mut blob);
+            encode_values(&s.values(), &mut blob);
             let uid = if let Some(uid) = unit_id {
                 // Only metric values change once a unit is enrolled.
                 update.execute(params![uid, blob]).map_err(map_err)?;

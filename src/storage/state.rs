@@ -160,9 +160,12 @@ pub struct UnitValue {
 /// Everything stored about one enrolled unit of one experiment.
 ///
 /// Build one from stored parts with [`UnitState::new`]; change it only through
-/// [`UnitState::apply`] (which keeps the conversion index in step with `values`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", from = "UnitStateParts")]
+/// [`UnitState::apply`] (which keeps the conversion bits in step with the values). It is 32
+/// bytes, so an in-memory table can keep a unit in one cache line: a plain conversion in one of
+/// the first 64 metric slots is kept as one bit, and other values sit behind one pointer that
+/// is `None` until a unit has any.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(into = "UnitStateParts", from = "UnitStateParts")]
 pub struct UnitState {
     /// The variant it was exposed to.
     pub variant: u32,
@@ -170,15 +173,37 @@ pub struct UnitState {
     pub exposed_at: Timestamp,
     /// A forced unit, left out of results.
     pub excluded: bool,
-    /// Its metric values by slot (missing slots are zero).
-    pub values: Vec<UnitValue>,
-    /// Bit `i` is set when `values[i].numerator ≥ 1` (slots below 64): lets the de-duplication
-    /// of a repeated conversion answer without reading `values`. Derived, never stored.
-    #[serde(skip_serializing)]
+    /// Metric values by slot that are more than a plain conversion (missing slots are zero);
+    /// `None` until the first such value.
+    values: Option<Box<Values>>,
+    /// Bit `i` (slots below 64) is set when the value's numerator is at least 1. A set bit over
+    /// a stored numerator below 1 means exactly 1: a plain conversion needs no stored value. Lets
+    /// the de-duplication of a repeated conversion answer without reading the values. Derived
+    /// from the values on [`UnitState::new`], never stored.
     converted: u64,
 }
 
-#[derive(Deserialize)]
+/// A unit's values, boxed so that [`UnitState`] stays one pointer wide for them.
+#[derive(Clone, Debug, Default)]
+struct Values(Vec<UnitValue>);
+
+impl PartialEq for UnitState {
+    fn eq(&self, other: &Self) -> bool {
+        // Trailing zero values are the same as absent ones.
+        let (a, b) = (self.values(), other.values());
+        let (a, b) = (a.as_slice(), b.as_slice());
+        let n = a.len().max(b.len());
+        self.variant == other.variant
+            && self.exposed_at == other.exposed_at
+            && self.excluded == other.excluded
+            && (0..n).all(|i| {
+                a.get(i).copied().unwrap_or_default() == b.get(i).copied().unwrap_or_default()
+            })
+    }
+}
+
+/// The stored form of a [`UnitState`] (its serialization).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UnitStateParts {
     variant: u32,
@@ -190,6 +215,17 @@ struct UnitStateParts {
 impl From<UnitStateParts> for UnitState {
     fn from(p: UnitStateParts) -> Self {
         UnitState::new(p.variant, p.exposed_at, p.excluded, p.values)
+    }
+}
+
+impl From<UnitState> for UnitStateParts {
+    fn from(s: UnitState) -> Self {
+        UnitStateParts {
+            variant: s.variant,
+            exposed_at: s.exposed_at,
+            excluded: s.excluded,
+            values: s.values(),
+        }
     }
 }
 
@@ -435,9 +471,24 @@ impl UnitState {
             variant,
             exposed_at,
             excluded,
-            values,
+            values: (!values.is_empty()).then(|| Box::new(Values(values))),
             converted,
         }
+    }
+
+    /// Its metric values by slot (slots past the end are zero), plain conversions included.
+    /// Builds a vector: for storing and reporting, not for the event path (use
+    /// [`UnitState::value`]).
+    pub fn values(&self) -> Vec<UnitValue> {
+        let stored = self.stored();
+        let bits = 64 - u64::leading_zeros(self.converted) as usize;
+        (0..stored.len().max(bits))
+            .map(|i| self.value(i as u32))
+            .collect()
+    }
+
+    fn stored(&self) -> &[UnitValue] {
+        self.values.as_ref().map_or(&[], |v| &v.0)
     }
 
     /// Whether the value in `slot` is at least 1 (a `Once` metric has converted).
@@ -451,7 +502,15 @@ impl UnitState {
 
     /// The unit's value in `slot` (zero when absent).
     pub fn value(&self, slot: u32) -> UnitValue {
-        self.values.get(slot as usize).copied().unwrap_or_default()
+        let mut v = self
+            .stored()
+            .get(slot as usize)
+            .copied()
+            .unwrap_or_default();
+        if slot < 64 && self.converted & (1 << slot) != 0 && v.numerator < 1.0 {
+            v.numerator = 1.0;
+        }
+        v
     }
 
     fn update(
@@ -464,11 +523,23 @@ impl UnitState {
             return (EventOutcome::Rejected(Rejection::InvalidValue), None);
         }
         let i = slot.index as usize;
-        if self.values.len() <= i {
-            self.values.resize_with(i + 1, UnitValue::default);
-        }
-        if let Some(v) = self.values.get_mut(i) {
-            *v = after;
+        // A plain conversion in the first 64 slots is its bit alone (no allocation), unless a
+        // value is already stored there.
+        let plain = slot.index < 64
+            && after
+                == UnitValue {
+                    numerator: 1.0,
+                    ..UnitValue::default()
+                }
+            && self.stored().len() <= i;
+        if !plain {
+            let values = &mut self.values.get_or_insert_with(Box::default).0;
+            if values.len() <= i {
+                values.resize_with(i + 1, UnitValue::default);
+            }
+            if let Some(v) = values.get_mut(i) {
+                *v = after;
+            }
         }
         if slot.index < 64 {
             let bit = 1u64 << slot.index;
@@ -679,5 +750,115 @@ mod tests {
             ),
             (3.0, 9.0, 15.0, 1)
         );
+    }
+
+    fn enrolled() -> Option<UnitState> {
+        let mut st = None;
+        let exposure = UnitEventKind::Exposure {
+            variant: 0,
+            excluded: false,
+        };
+        UnitState::apply(&mut st, Timestamp::from_unix_millis(0), &exposure);
+        st
+    }
+
+    fn metric(index: u32, aggregation: Aggregation, value: f64) -> UnitEventKind {
+        UnitEventKind::Metric {
+            slot: MetricSlot {
+                index,
+                aggregation,
+                cap: None,
+                window_millis: None,
+            },
+            value,
+            denominator: 0.0,
+        }
+    }
+
+    fn one() -> UnitValue {
+        UnitValue {
+            numerator: 1.0,
+            ..UnitValue::default()
+        }
+    }
+
+    #[test]
+    fn a_plain_conversion_is_a_bit_and_reads_back_as_one() {
+        let t = Timestamp::from_unix_millis(1);
+        let mut st = enrolled();
+        UnitState::apply(&mut st, t, &metric(3, Aggregation::Once, 1.0));
+        let s = st.clone().unwrap();
+        assert!(s.values.is_none(), "no allocation for a plain conversion");
+        assert_eq!(s.value(3), one());
+        assert_eq!(s.value(2), UnitValue::default());
+        assert_eq!(
+            s.values(),
+            vec![
+                UnitValue::default(),
+                UnitValue::default(),
+                UnitValue::default(),
+                one()
+            ]
+        );
+        // The stored form round-trips to an equal state.
+        let back = UnitState::new(s.variant, s.exposed_at, s.excluded, s.values());
+        assert_eq!(back, s);
+        let json: UnitState = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(json.value(3), one());
+        assert!(json.has_converted(3));
+    }
+
+    #[test]
+    fn bits_and_stored_values_stay_consistent_through_sums_and_covariates() {
+        let t = Timestamp::from_unix_millis(1);
+        let mut st = enrolled();
+        // A sum that lands on exactly 1 is kept as the bit; later sums read it as 1.
+        UnitState::apply(&mut st, t, &metric(0, Aggregation::Sum, 1.0));
+        assert_eq!(st.as_ref().unwrap().value(0), one());
+        UnitState::apply(&mut st, t, &metric(0, Aggregation::Sum, 2.0));
+        assert_eq!(st.as_ref().unwrap().value(0).numerator, 3.0);
+        // Falling below 1 clears the bit.
+        UnitState::apply(&mut st, t, &metric(0, Aggregation::Sum, -2.5));
+        let s = st.as_ref().unwrap();
+        assert_eq!(s.value(0).numerator, 0.5);
+        assert!(!s.has_converted(0));
+        // Back to exactly 1 with a value stored there: stored, and still 1.
+        UnitState::apply(&mut st, t, &metric(0, Aggregation::Sum, 0.5));
+        assert_eq!(st.as_ref().unwrap().value(0), one());
+        // A conversion below a stored slot (the vector is longer): a bit, read as 1, even
+        // though slot 1's stored entry is a zero filler.
+        UnitState::apply(&mut st, t, &metric(4, Aggregation::Sum, 5.0));
+        UnitState::apply(&mut st, t, &metric(1, Aggregation::Once, 1.0));
+        assert_eq!(st.as_ref().unwrap().value(1), one());
+        // A covariate on a converted slot keeps the conversion.
+        let cov = UnitEventKind::Covariate {
+            slot: MetricSlot {
+                index: 1,
+                aggregation: Aggregation::Once,
+                cap: None,
+                window_millis: None,
+            },
+            value: 7.0,
+        };
+        UnitState::apply(&mut st, t, &cov);
+        let s = st.as_ref().unwrap();
+        assert_eq!(
+            s.value(1),
+            UnitValue {
+                numerator: 1.0,
+                denominator: 0.0,
+                covariate: Some(7.0)
+            }
+        );
+        assert_eq!(
+            UnitState::apply(&mut st, t, &metric(1, Aggregation::Once, 1.0)).0,
+            EventOutcome::Duplicate
+        );
+        let s = st.unwrap();
+        let back = UnitState::new(s.variant, s.exposed_at, s.excluded, s.values());
+        assert_eq!(back, s);
+        for i in 0..6 {
+            assert_eq!(back.value(i), s.value(i), "slot {i}");
+        }
     }
 }
