@@ -9,6 +9,8 @@
 //! * `tracking/conversion_batch_1000/1M_units`: the same conversions through `Lab::track_batch`,
 //!   1 000 per call (time per batch; criterion also prints events per second).
 //! * `tracking/apply_event/1M_units`: the same through `Storage::apply_event` alone.
+//! * `tracking/floor/dependent_load_128MB`: the machine's memory latency, the floor of any
+//!   single lookup in a table of that size (see `floor`).
 //! * `tracking/threads/{1,2}`: `Lab::track` from N threads at once on disjoint units; time per
 //!   event (wall time / events), so equal figures mean the store does not serialise threads.
 
@@ -156,5 +158,36 @@ fn single(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, single);
+/// The machine's floor for any one-at-a-time lookup in a table of this size: one dependent
+/// load from a random cache line of a 128 MB array (the size of the memory store's unit table
+/// at 1M units), chased through a random cycle so no load can start before the last ends.
+fn floor(c: &mut Criterion) {
+    const LINES: usize = 128 << 20 >> 6;
+    // A random cyclic permutation (Sattolo's algorithm, a fixed-seed xorshift).
+    let mut next: Vec<usize> = (0..LINES).collect();
+    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+    for i in (1..LINES).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        next.swap(i, (x % i as u64) as usize);
+    }
+    let mut lines = vec![[0usize; 8]; LINES];
+    for (i, &n) in next.iter().enumerate() {
+        lines[i][0] = n;
+    }
+    drop(next);
+    let mut group = c.benchmark_group("tracking");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("floor/dependent_load_128MB", |b| {
+        let mut at = 0;
+        b.iter(|| {
+            at = lines[at][0];
+            black_box(at)
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, single, floor);
 criterion_main!(benches);

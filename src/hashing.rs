@@ -21,8 +21,17 @@ impl Seeded {
 
     /// A hash of two strings (kept apart by their lengths).
     pub(crate) fn hash_pair(&self, a: &str, b: &str) -> u64 {
-        let ha = XxHash3_64::oneshot_with_seed(self.0, a.as_bytes());
-        XxHash3_64::oneshot_with_seed(ha ^ (a.len() as u64).rotate_left(32), b.as_bytes())
+        Seeded::hash_second(self.hash_first(a), b)
+    }
+
+    /// The first half of [`Seeded::hash_pair`]: a hash of `a` alone, reusable for every `b`.
+    pub(crate) fn hash_first(&self, a: &str) -> u64 {
+        XxHash3_64::oneshot_with_seed(self.0, a.as_bytes()) ^ (a.len() as u64).rotate_left(32)
+    }
+
+    /// The second half of [`Seeded::hash_pair`]: `hash_pair(a, b)` from `hash_first(a)`.
+    pub(crate) fn hash_second(first: u64, b: &str) -> u64 {
+        XxHash3_64::oneshot_with_seed(first, b.as_bytes())
     }
 }
 

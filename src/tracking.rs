@@ -100,6 +100,15 @@ fn finite(field: &str, v: f64) -> Result<f64, ValidationError> {
     }
 }
 
+/// What an event is about, resolved against the snapshot.
+#[derive(Clone, Copy)]
+struct Target<'s> {
+    experiment: &'s CompiledExperiment,
+    goal: &'s str,
+    slot: MetricSlot,
+    kind: MetricKind,
+}
+
 impl Lab {
     /// Records the exposure a decision returned: enrols the unit (once per experiment and
     /// unit) and, when that is new, calls the exposure hook.
@@ -211,6 +220,12 @@ impl Lab {
         snapshot: &'e Snapshot,
         e: &'e TrackEvent,
     ) -> Result<UnitEvent<'e>, Error> {
+        self.event_of(Lab::target(snapshot, e)?, e)
+    }
+
+    /// What an event is about: its running experiment and its metric's slot and kind (checked
+    /// against the event's flag and goal).
+    fn target<'s>(snapshot: &'s Snapshot, e: &TrackEvent) -> Result<Target<'s>, Error> {
         let c = Lab::running(snapshot, &e.experiment_id)?;
         let exp = c.experiment();
         if let Some(f) = &e.flag_id
@@ -221,9 +236,6 @@ impl Lab {
                 format!("{f:?} is not the flag of experiment {:?}", e.experiment_id),
             )
             .into());
-        }
-        if e.unit_id.is_empty() {
-            return Err(ValidationError::field("unitId", "\"\" is empty").into());
         }
         let goal = e.goal.as_deref().unwrap_or("conversion");
         let (index, metric) = exp
@@ -252,7 +264,21 @@ impl Lab {
             cap: metric.cap(),
             window_millis: metric.conversion_window_millis(),
         };
-        let (value, denominator) = match metric.kind() {
+        Ok(Target {
+            experiment: c,
+            goal: metric.name(),
+            slot,
+            kind: metric.kind(),
+        })
+    }
+
+    /// The storage event for `e`, whose target is `t`.
+    fn event_of<'e>(&self, t: Target<'e>, e: &'e TrackEvent) -> Result<UnitEvent<'e>, Error> {
+        if e.unit_id.is_empty() {
+            return Err(ValidationError::field("unitId", "\"\" is empty").into());
+        }
+        let goal = t.goal;
+        let (value, denominator) = match t.kind {
             MetricKind::Proportion => (1.0, 0.0),
             MetricKind::Mean => {
                 let v = e.value.ok_or_else(|| {
@@ -280,12 +306,12 @@ impl Lab {
             }
         };
         Ok(UnitEvent {
-            experiment: exp.id().as_str(),
+            experiment: t.experiment.experiment().id().as_str(),
             unit: &e.unit_id,
             event_id: e.event_id.as_deref(),
             at: e.timestamp.unwrap_or_else(|| self.now()),
             kind: UnitEventKind::Metric {
-                slot,
+                slot: t.slot,
                 value,
                 denominator,
             },
@@ -324,20 +350,40 @@ impl Lab {
         events: &[TrackEvent],
     ) -> Result<Vec<Result<EventOutcome, Error>>, Error> {
         let snapshot = self.snapshot();
-        let resolved: Vec<Result<UnitEvent<'_>, Error>> = events
-            .iter()
-            .map(|e| self.resolve_event(&snapshot, e))
-            .collect();
-        let valid: Vec<UnitEvent<'_>> = resolved
-            .iter()
-            .filter_map(|r| r.as_ref().ok().copied())
-            .collect();
+        let mut valid: Vec<UnitEvent<'_>> = Vec::with_capacity(events.len());
+        let mut invalid: Vec<(usize, Error)> = Vec::new();
+        // Consecutive events of one experiment, goal and flag (the usual batch) share their
+        // target: looked up once, then recognised by comparing those strings.
+        let mut last: Option<(&TrackEvent, Target<'_>)> = None;
+        for (i, e) in events.iter().enumerate() {
+            let target = match last {
+                Some((p, t))
+                    if p.experiment_id == e.experiment_id
+                        && p.goal == e.goal
+                        && p.flag_id == e.flag_id =>
+                {
+                    Ok(t)
+                }
+                _ => Lab::target(&snapshot, e),
+            };
+            if let Ok(t) = target {
+                last = Some((e, t));
+            }
+            match target.and_then(|t| self.event_of(t, e)) {
+                Ok(ue) => valid.push(ue),
+                Err(err) => invalid.push((i, err)),
+            }
+        }
         let mut outcomes = self.storage().apply_events(&valid)?.into_iter();
-        Ok(resolved
-            .into_iter()
-            .zip(events)
-            .map(|(r, e)| {
-                r.and_then(|_| match outcomes.next() {
+        let mut invalid = invalid.into_iter().peekable();
+        Ok(events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                if let Some((_, err)) = invalid.next_if(|(j, _)| *j == i) {
+                    return Err(err);
+                }
+                match outcomes.next() {
                     Some(EventOutcome::Rejected(reason)) => Err(Error::Rejected {
                         experiment: e.experiment_id.clone(),
                         unit: e.unit_id.clone(),
@@ -347,7 +393,7 @@ impl Lab {
                     None => Err(Error::Storage(crate::storage::StorageError::Backend(
                         "missing outcome".into(),
                     ))),
-                })
+                }
             })
             .collect())
     }

@@ -7,7 +7,7 @@ use super::{
     EventOutcome, ExperimentTotals, Record, RecordKind, RecordWrite, Storage, StorageError,
     UnitEvent, UnitState,
 };
-use crate::hashing::FastMap;
+use crate::hashing::{FastMap, IdentityBuild, Seeded};
 
 mod table;
 
@@ -44,43 +44,73 @@ pub struct MemoryStorage {
     keys: crate::hashing::Seeded,
 }
 
-/// One shard's event state: per experiment, in a slab with a name index, so a batch looks each
-/// experiment up once and then reaches its units by position.
+/// One shard's event state: per experiment, in a slab indexed by the experiment's hash (which
+/// the event's hash starts from, so finding the experiment hashes nothing more), so a batch
+/// looks each experiment up once and then reaches its units by position.
 #[derive(Debug, Default)]
 struct Shard {
-    index: FastMap<Box<str>, usize>,
+    /// Experiment hash → slab position. Two experiments whose hashes collide (one chance in
+    /// 2⁶⁴) are found by a scan of the slab instead.
+    index: HashMap<u64, usize, IdentityBuild>,
     experiments: Vec<ExperimentShard>,
 }
 
 impl Shard {
-    fn get(&self, experiment: &str) -> Option<&ExperimentShard> {
-        self.index
-            .get(experiment)
-            .and_then(|&i| self.experiments.get(i))
+    fn find(&self, key: u64, experiment: &str) -> Option<usize> {
+        match self.index.get(&key) {
+            Some(&i)
+                if self
+                    .experiments
+                    .get(i)
+                    .is_some_and(|x| *x.name == *experiment) =>
+            {
+                Some(i)
+            }
+            Some(_) => self.experiments.iter().position(|x| *x.name == *experiment),
+            None => None,
+        }
     }
 
-    /// The slab position of `experiment`, added if absent.
-    fn position(&mut self, experiment: &str) -> usize {
-        if let Some(&i) = self.index.get(experiment) {
+    fn get(&self, key: u64, experiment: &str) -> Option<&ExperimentShard> {
+        self.find(key, experiment)
+            .and_then(|i| self.experiments.get(i))
+    }
+
+    /// The slab position of `experiment` (whose hash is `key`), added if absent.
+    fn position(&mut self, key: u64, experiment: &str) -> usize {
+        if let Some(i) = self.find(key, experiment) {
             return i;
         }
         self.experiments.push(ExperimentShard {
             name: experiment.into(),
+            key,
             ..ExperimentShard::default()
         });
         let i = self.experiments.len() - 1;
-        self.index.insert(experiment.into(), i);
+        self.index.entry(key).or_insert(i);
         i
     }
 
-    fn remove(&mut self, experiment: &str) {
-        if let Some(i) = self.index.remove(experiment)
-            && i < self.experiments.len()
+    fn remove(&mut self, key: u64, experiment: &str) {
+        let Some(i) = self.find(key, experiment) else {
+            return;
+        };
+        if self.index.get(&key) == Some(&i) {
+            self.index.remove(&key);
+        }
+        let last = self.experiments.len() - 1;
+        if i != last
+            && let Some(moved) = self.experiments.get(last)
+            && self.index.get(&moved.key) == Some(&last)
         {
-            self.experiments.swap_remove(i);
-            if let Some(moved) = self.experiments.get(i) {
-                self.index.insert(moved.name.clone(), i);
-            }
+            self.index.insert(moved.key, i);
+        }
+        self.experiments.swap_remove(i);
+        // A colliding experiment that was found by scanning may now take the freed key.
+        if !self.index.contains_key(&key)
+            && let Some(j) = self.experiments.iter().position(|x| x.key == key)
+        {
+            self.index.insert(key, j);
         }
     }
 }
@@ -88,6 +118,8 @@ impl Shard {
 #[derive(Debug, Default)]
 struct ExperimentShard {
     name: Box<str>,
+    /// The name's hash ([`crate::hashing::Seeded::hash_first`]).
+    key: u64,
     units: UnitTable,
     /// Event ids seen per unit: looked up only for events that carry one.
     event_ids: FastMap<UnitKey, Vec<Box<str>>>,
@@ -123,15 +155,17 @@ impl MemoryStorage {
         }
     }
 
-    /// The event's hash (computed once: it picks the shard and the unit's slot) and shard.
-    fn locate(&self, experiment: &str, unit: &str) -> (u64, usize) {
-        let hash = self.keys.hash_pair(experiment, unit);
+    /// The event's hash (computed once: it picks the shard and the unit's slot), from its
+    /// experiment's hash `key`, and its shard.
+    fn locate(key: u64, unit: &str) -> (u64, usize) {
+        let hash = Seeded::hash_second(key, unit);
         (hash, (hash % SHARDS as u64) as usize)
     }
 
-    /// Applies one event (whose hash is `hash`) to a locked shard.
-    fn apply_in(shard: &mut Shard, hash: u64, e: &UnitEvent<'_>) -> EventOutcome {
-        let i = shard.position(e.experiment);
+    /// Applies one event (whose experiment's hash is `key` and whose hash is `hash`) to a
+    /// locked shard.
+    fn apply_in(shard: &mut Shard, key: u64, hash: u64, e: &UnitEvent<'_>) -> EventOutcome {
+        let i = shard.position(key, e.experiment);
         match shard.experiments.get_mut(i) {
             Some(exp) => MemoryStorage::apply_to(exp, hash, e),
             None => EventOutcome::Rejected(super::Rejection::InvalidValue),
@@ -254,13 +288,32 @@ impl Storage for MemoryStorage {
 
     fn apply_events(&self, events: &[UnitEvent<'_>]) -> Result<Vec<EventOutcome>, StorageError> {
         let not_locked = || StorageError::Backend("shard not locked".into());
-        let located: Vec<(u64, usize)> = events
-            .iter()
-            .map(|e| self.locate(e.experiment, e.unit))
-            .collect();
+        // The batch's distinct experiments (the first `NAMES`), each hashed once; events
+        // resolved against one snapshot share the id's pointer, so matching them is cheap.
+        const NAMES: usize = 8;
+        let mut names: Vec<(&str, u64)> = Vec::with_capacity(NAMES);
+        let mut located: Vec<(u64, u64, usize, Option<usize>)> = Vec::with_capacity(events.len());
+        for e in events {
+            let (key, x) = match names.iter().position(|(n, _)| same_str(n, e.experiment)) {
+                Some(x) => (names.get(x).map_or(0, |&(_, k)| k), Some(x)),
+                None => {
+                    let key = self.keys.hash_first(e.experiment);
+                    if names.len() < NAMES {
+                        names.push((e.experiment, key));
+                        (key, Some(names.len() - 1))
+                    } else {
+                        (key, None)
+                    }
+                }
+            };
+            let (hash, shard) = MemoryStorage::locate(key, e.unit);
+            located.push((key, hash, shard, x));
+        }
         // Lock every shard the batch touches, in ascending order (no deadlock), so the batch is
         // applied atomically with respect to every other call.
-        let touched: u64 = located.iter().fold(0, |m, &(_, i)| m | 1 << (i % SHARDS));
+        let touched: u64 = located
+            .iter()
+            .fold(0, |m, &(_, _, i, _)| m | 1 << (i % SHARDS));
         let mut guards: Vec<MutexGuard<'_, Shard>> = Vec::with_capacity(SHARDS);
         let mut guard_of = [usize::MAX; SHARDS];
         for (i, m) in self.shards.iter().enumerate() {
@@ -272,26 +325,15 @@ impl Storage for MemoryStorage {
             }
         }
         // Each event's place: its guard, and its experiment's slab position in that shard,
-        // looked up once per (shard, experiment) through the batch's distinct experiments
-        // (events resolved against one snapshot share the id's pointer, so this is cheap).
-        const NAMES: usize = 8;
-        let mut names: Vec<&str> = Vec::with_capacity(NAMES);
+        // looked up once per (shard, distinct experiment).
         let mut slabs: Vec<Option<usize>> = vec![None; guards.len() * NAMES];
         let mut places: Vec<(u64, usize, usize)> = Vec::with_capacity(events.len());
-        for (e, &(hash, shard)) in events.iter().zip(&located) {
+        for (e, &(key, hash, shard, x)) in events.iter().zip(&located) {
             let g = guard_of.get(shard).copied().ok_or_else(not_locked)?;
             let guard = guards.get_mut(g).ok_or_else(not_locked)?;
-            let x = match names.iter().position(|n| same_str(n, e.experiment)) {
-                Some(x) => Some(x),
-                None if names.len() < NAMES => {
-                    names.push(e.experiment);
-                    Some(names.len() - 1)
-                }
-                None => None,
-            };
             let slab = match x.and_then(|x| slabs.get_mut(g * NAMES + x)) {
-                Some(cell) => *cell.get_or_insert_with(|| guard.position(e.experiment)),
-                None => guard.position(e.experiment),
+                Some(cell) => *cell.get_or_insert_with(|| guard.position(key, e.experiment)),
+                None => guard.position(key, e.experiment),
             };
             places.push((hash, g, slab));
         }
@@ -320,19 +362,21 @@ impl Storage for MemoryStorage {
     }
 
     fn apply_event(&self, e: &UnitEvent<'_>) -> Result<EventOutcome, StorageError> {
-        let (hash, i) = self.locate(e.experiment, e.unit);
+        let key = self.keys.hash_first(e.experiment);
+        let (hash, i) = MemoryStorage::locate(key, e.unit);
         let shard = self
             .shards
             .get(i)
             .ok_or_else(|| StorageError::Backend("shard out of range".into()))?;
-        Ok(MemoryStorage::apply_in(&mut lock(shard), hash, e))
+        Ok(MemoryStorage::apply_in(&mut lock(shard), key, hash, e))
     }
 
     fn unit_state(&self, experiment: &str, unit: &str) -> Result<Option<UnitState>, StorageError> {
-        let (hash, i) = self.locate(experiment, unit);
+        let key = self.keys.hash_first(experiment);
+        let (hash, i) = MemoryStorage::locate(key, unit);
         Ok(self.shards.get(i).and_then(|m| {
             lock(m)
-                .get(experiment)
+                .get(key, experiment)
                 .and_then(|x| x.units.get(hash, unit.as_bytes()))
                 .cloned()
         }))
@@ -341,10 +385,11 @@ impl Storage for MemoryStorage {
     fn totals(&self, experiment: &str) -> Result<ExperimentTotals, StorageError> {
         // Every shard locked (in order, as `apply_events` does) before reading any: a batch is
         // seen wholly or not at all.
+        let key = self.keys.hash_first(experiment);
         let guards: Vec<MutexGuard<'_, Shard>> = self.shards.iter().map(lock).collect();
         let mut total = ExperimentTotals::default();
         for g in &guards {
-            if let Some(x) = g.get(experiment) {
+            if let Some(x) = g.get(key, experiment) {
                 total.merge(&x.totals);
             }
         }
@@ -352,9 +397,10 @@ impl Storage for MemoryStorage {
     }
 
     fn purge_events(&self, experiment: &str) -> Result<(), StorageError> {
+        let key = self.keys.hash_first(experiment);
         let mut guards: Vec<MutexGuard<'_, Shard>> = self.shards.iter().map(lock).collect();
         for g in &mut guards {
-            g.remove(experiment);
+            g.remove(key, experiment);
         }
         Ok(())
     }
@@ -382,6 +428,30 @@ impl Storage for MemoryStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_experiment_index_survives_hash_collisions_and_removals() {
+        let mut s = Shard::default();
+        let (a, b) = (s.position(5, "a"), s.position(5, "b"));
+        assert_ne!(a, b, "colliding experiments get their own slabs");
+        assert_eq!((s.find(5, "a"), s.find(5, "b")), (Some(a), Some(b)));
+        assert_eq!(s.find(5, "c"), None);
+        assert_eq!(s.position(5, "b"), b);
+        s.remove(5, "a");
+        assert_eq!((s.find(5, "a"), s.find(5, "b")), (None, Some(0)));
+        s.remove(5, "b");
+        assert!(s.experiments.is_empty() && s.index.is_empty());
+        // Removing from the middle moves the last experiment; it stays findable.
+        for (k, n) in [(1, "x"), (2, "y"), (3, "z")] {
+            s.position(k, n);
+        }
+        s.remove(1, "x");
+        assert_eq!(
+            (s.find(2, "y"), s.find(3, "z"), s.find(1, "x")),
+            (Some(1), Some(0), None)
+        );
+        assert_eq!(s.get(3, "z").map(|x| &*x.name), Some("z"));
+    }
 
     #[test]
     fn passes_the_conformance_suite() {

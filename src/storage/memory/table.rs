@@ -34,14 +34,44 @@ impl Default for UnitKey {
 
 impl UnitKey {
     pub(super) fn new(unit: &str) -> UnitKey {
-        let mut bytes = [0u8; INLINE];
-        match (bytes.get_mut(..unit.len()), u8::try_from(unit.len())) {
-            (Some(dst), Ok(len)) => {
-                dst.copy_from_slice(unit.as_bytes());
-                UnitKey::Inline { len, bytes }
-            }
-            _ => UnitKey::Heap(unit.into()),
+        match UnitKey::inline(unit.as_bytes()) {
+            Some(k) => k,
+            None => UnitKey::Heap(unit.into()),
         }
+    }
+
+    /// The inline key for `unit`, if it is short enough.
+    fn inline(unit: &[u8]) -> Option<UnitKey> {
+        let mut bytes = [0u8; INLINE];
+        let dst = bytes.get_mut(..unit.len())?;
+        dst.copy_from_slice(unit);
+        let len = u8::try_from(unit.len()).ok()?;
+        Some(UnitKey::Inline { len, bytes })
+    }
+
+    /// Whether this is `key`. An inline key of 8 bytes or more is compared as two or three
+    /// overlapping 8-byte words, read straight from both sides: no call, and no copy of the
+    /// probe to the stack (whose re-read would stall on store forwarding).
+    fn matches(&self, key: &[u8]) -> bool {
+        let UnitKey::Inline { len, bytes } = self else {
+            return self.as_bytes() == key;
+        };
+        let n = key.len();
+        if usize::from(*len) != n {
+            return false;
+        }
+        if n < 8 {
+            return bytes.get(..n) == Some(key);
+        }
+        let word = |s: &[u8], i: usize| {
+            s.get(i..i + 8)
+                .and_then(|w| <[u8; 8]>::try_from(w).ok())
+                .map(u64::from_ne_bytes)
+        };
+        // Windows at 0, 8 (when n ≥ 16) and n − 8 cover every byte of an id of 8 to 22.
+        word(bytes, 0) == word(key, 0)
+            && (n < 16 || word(bytes, 8) == word(key, 8))
+            && word(bytes, n - 8) == word(key, n - 8)
     }
 
     pub(super) fn as_bytes(&self) -> &[u8] {
@@ -61,7 +91,13 @@ impl std::hash::Hash for UnitKey {
 
 impl PartialEq for UnitKey {
     fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
+        match (self, other) {
+            // Unused bytes are zero, so equal ids have equal arrays.
+            (UnitKey::Inline { len: a, bytes: x }, UnitKey::Inline { len: b, bytes: y }) => {
+                a == b && x == y
+            }
+            _ => self.as_bytes() == other.as_bytes(),
+        }
     }
 }
 
@@ -121,7 +157,7 @@ impl UnitTable {
             if s.tag == 0 {
                 return Probe::Vacant;
             }
-            if s.tag == tag && s.key.as_bytes() == key {
+            if s.tag == tag && s.key.matches(key) {
                 return Probe::Found(i);
             }
             i += 1;
@@ -250,6 +286,25 @@ mod tests {
             let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
             assert!(t.get(h, i.to_string().as_bytes()).is_some(), "{i}");
             assert_ne!(t.touch(h), 0);
+        }
+    }
+
+    #[test]
+    fn keys_match_exactly_at_every_length() {
+        for n in 0..=40usize {
+            let id: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            let k = UnitKey::new(&id);
+            assert!(k.matches(id.as_bytes()), "{n}");
+            // One byte different anywhere, or one byte more or less: no match.
+            for i in 0..n {
+                let mut other = id.clone().into_bytes();
+                other[i] = b'#';
+                assert!(!k.matches(&other), "{n} at {i}");
+            }
+            assert!(!k.matches(format!("{id}a").as_bytes()), "{n}+1");
+            if n > 0 {
+                assert!(!k.matches(&id.as_bytes()[..n - 1]), "{n}-1");
+            }
         }
     }
 
