@@ -342,6 +342,35 @@ impl Lab {
     /// Tracks a batch in one atomic storage write; one outcome per event, in order. Invalid
     /// events get their error and the rest are still applied.
     ///
+    /// The fastest way in at volume: the snapshot is read once, each run of events for one
+    /// experiment and goal is resolved once, and the in-memory store overlaps the batch's cache
+    /// misses (with a million units, about 2.5× the rate of single [`Lab::track`] calls; see
+    /// BENCHMARKS.md).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::storage::EventOutcome;
+    /// use abkit::{Context, Lab, NewExperiment, TrackEvent};
+    ///
+    /// let lab = Lab::new();
+    /// let new: NewExperiment = serde_json::from_value(serde_json::json!({
+    ///     "name": "checkout", "variants": [{"id": "a"}, {"id": "b"}]
+    /// }))?;
+    /// let id = lab.create_experiment(new)?.id().to_string();
+    /// lab.start(&id)?;
+    /// lab.expose(&id, &Context::new("u1"))?;
+    /// let out = lab.track_batch(&[
+    ///     TrackEvent::conversion(&id, "u1"),
+    ///     TrackEvent::conversion(&id, "u1"),
+    ///     TrackEvent::conversion(&id, "never-exposed"),
+    /// ])?;
+    /// assert_eq!(out[0], Ok(EventOutcome::Recorded));
+    /// assert_eq!(out[1], Ok(EventOutcome::Duplicate));
+    /// assert!(out[2].is_err()); // not enrolled: rejected with a reason
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// A storage failure: nothing in the batch was counted.

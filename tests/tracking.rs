@@ -197,6 +197,98 @@ fn batch_gives_per_event_outcomes() {
     assert!(matches!(out[4], Err(Error::Validation(_))));
 }
 
+/// A batch across many experiments, goals and units (more distinct experiments than the memory
+/// store resolves ahead, invalid events interleaved, repeats and event ids) gives exactly what
+/// tracking the same events one at a time gives: the same outcomes and the same totals.
+#[test]
+fn a_batch_equals_the_same_events_tracked_one_by_one() {
+    let make = || {
+        let (lab, _) = lab_with(Arc::new(MemoryStorage::new()));
+        let ids: Vec<String> = (0..11)
+            .map(|_| running(&lab, json!(["conversion", "watchTime"])))
+            .collect();
+        for id in &ids {
+            for u in 0..40 {
+                lab.expose(id, &Context::new(format!("user-{u}").as_str()))
+                    .unwrap();
+            }
+        }
+        (lab, ids)
+    };
+    // The plan: (experiment, unit, goal, event id); a fixed-seed xorshift picks them.
+    let mut x = 0x2545_F491_4F6C_DD1D_u64;
+    let mut next = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let plan: Vec<(usize, u64, u64, u64)> = (0..3000)
+        .map(|_| {
+            (
+                next(12) as usize, // 11 means an unknown experiment
+                next(50),          // units 40..50 are not enrolled
+                next(3),           // conversion, watchTime, or an unknown goal
+                next(4),           // 0: with an event id (often repeated)
+            )
+        })
+        .collect();
+    let events = |ids: &[String]| -> Vec<TrackEvent> {
+        plan.iter()
+            .map(|&(e, u, g, k)| {
+                let exp = ids.get(e).map_or("exp_missing", String::as_str);
+                let unit = format!("user-{u}");
+                let ev = match g {
+                    0 => TrackEvent::conversion(exp, &unit),
+                    1 => TrackEvent::value(exp, &unit, "watchTime", (u + 1) as f64),
+                    _ => TrackEvent::conversion(exp, &unit).goal("nope"),
+                };
+                if k == 0 {
+                    ev.event_id(&format!("ev-{}", u % 7))
+                } else {
+                    ev
+                }
+            })
+            .collect()
+    };
+    let (batched, ids_a) = make();
+    let (single, ids_b) = make();
+    let (ea, eb) = (events(&ids_a), events(&ids_b));
+    let kind = |r: &Result<EventOutcome, Error>| match r {
+        Ok(o) => format!("{o:?}"),
+        Err(Error::Rejected { reason, .. }) => format!("rejected {reason:?}"),
+        Err(Error::NotFound { .. }) => "not found".to_owned(),
+        Err(Error::Validation(v)) => format!("invalid {}", v.field_name()),
+        Err(e) => format!("other {e}"),
+    };
+    let mut outcomes_a = Vec::new();
+    for chunk in ea.chunks(500) {
+        outcomes_a.extend(batched.track_batch(chunk).unwrap().iter().map(kind));
+    }
+    let outcomes_b: Vec<String> = eb.iter().map(|e| kind(&single.track(e))).collect();
+    assert_eq!(outcomes_a, outcomes_b);
+    assert!(outcomes_a.iter().any(|o| o == "Recorded"));
+    assert!(outcomes_a.iter().any(|o| o == "Duplicate"));
+    assert!(outcomes_a.iter().any(|o| o == "DuplicateEventId"));
+    assert!(outcomes_a.iter().any(|o| o.starts_with("rejected")));
+    for (a, b) in ids_a.iter().zip(&ids_b) {
+        let (ra, rb) = (batched.results(a).unwrap(), single.results(b).unwrap());
+        // Ids (and so salts and variants) differ between the two labs: compare over variants.
+        // Every value is a whole number, so the sums are exact in any order.
+        let totals = |r: &abkit::RawResults| {
+            let participants: u64 = r.variants.iter().map(|v| v.participants).sum();
+            let metric = |i: usize| -> (f64, f64) {
+                r.variants
+                    .iter()
+                    .map(|v| (v.results[i].totals.sum, v.results[i].totals.sum_squares))
+                    .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y))
+            };
+            (participants, metric(0), metric(1))
+        };
+        assert_eq!(totals(&ra), totals(&rb));
+    }
+}
+
 #[test]
 fn forced_units_are_left_out_and_hook_sees_each_exposure_once() {
     let seen = Arc::new(Mutex::new(Vec::new()));
