@@ -762,14 +762,18 @@ mod tests {
         st
     }
 
+    fn slot_at(index: u32, aggregation: Aggregation) -> MetricSlot {
+        MetricSlot {
+            index,
+            aggregation,
+            cap: None,
+            window_millis: None,
+        }
+    }
+
     fn metric(index: u32, aggregation: Aggregation, value: f64) -> UnitEventKind {
         UnitEventKind::Metric {
-            slot: MetricSlot {
-                index,
-                aggregation,
-                cap: None,
-                window_millis: None,
-            },
+            slot: slot_at(index, aggregation),
             value,
             denominator: 0.0,
         }
@@ -832,12 +836,7 @@ mod tests {
         assert_eq!(st.as_ref().unwrap().value(1), one());
         // A covariate on a converted slot keeps the conversion.
         let cov = UnitEventKind::Covariate {
-            slot: MetricSlot {
-                index: 1,
-                aggregation: Aggregation::Once,
-                cap: None,
-                window_millis: None,
-            },
+            slot: slot_at(1, Aggregation::Once),
             value: 7.0,
         };
         UnitState::apply(&mut st, t, &cov);

@@ -91,13 +91,7 @@ impl std::hash::Hash for UnitKey {
 
 impl PartialEq for UnitKey {
     fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            // Unused bytes are zero, so equal ids have equal arrays.
-            (UnitKey::Inline { len: a, bytes: x }, UnitKey::Inline { len: b, bytes: y }) => {
-                a == b && x == y
-            }
-            _ => self.as_bytes() == other.as_bytes(),
-        }
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -122,6 +116,11 @@ struct Slot {
 // The point of the layout: one unit, one cache line.
 const _: () = assert!(std::mem::size_of::<Slot>() == 64);
 
+/// A slot's tag for `hash`: the hash with its low bit set, so no tag is 0 (an empty slot).
+const fn tag_of(hash: u64) -> u64 {
+    hash | 1
+}
+
 /// Where a key is, or where it would go.
 pub(super) enum Probe {
     /// The slot holding the key.
@@ -145,7 +144,7 @@ impl UnitTable {
 
     /// Finds `key` (whose hash is `hash`).
     pub(super) fn find(&self, hash: u64, key: &[u8]) -> Probe {
-        let tag = hash | 1;
+        let tag = tag_of(hash);
         let n = self.slots.len();
         let mut i = self.home(tag);
         // The load factor stays below 3/4, so an empty slot ends every probe; the bound is a
@@ -187,7 +186,7 @@ impl UnitTable {
             self.grow();
         }
         self.place(Slot {
-            tag: hash | 1,
+            tag: tag_of(hash),
             key: UnitKey::new(key),
             state: Some(state),
         });
@@ -198,7 +197,7 @@ impl UnitTable {
     /// before any is applied, these loads are independent, so their cache misses overlap
     /// instead of following one another.
     pub(super) fn touch(&self, hash: u64) -> u64 {
-        self.slots.get(self.home(hash | 1)).map_or(0, |s| s.tag)
+        self.slots.get(self.home(tag_of(hash))).map_or(0, |s| s.tag)
     }
 
     /// The number of units.
