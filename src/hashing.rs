@@ -1,5 +1,5 @@
 //! Fast keyed hashing for the crate's internal maps (not the allocation hash, which is fixed
-//! forever by ALLOCATION.md).
+//! forever by `docs/ALLOCATION.md`).
 //!
 //! Keys include unit ids that end users control, so the seed is random per process (from the
 //! standard library's `RandomState`), as std's own maps do against hash flooding; xxh3 is used

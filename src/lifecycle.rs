@@ -165,7 +165,7 @@ impl fmt::Display for Operation {
 mod tests {
     use super::{Operation as O, Status as S};
 
-    /// The DESIGN.md table, written out cell by cell.
+    /// The lifecycle table of docs/DESIGN.md, written out cell by cell.
     #[test]
     fn table_cell_by_cell() {
         let ops = [

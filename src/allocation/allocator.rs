@@ -24,7 +24,7 @@ const LINEAR_SCAN_MAX: usize = 16;
 /// let weights = Weights::from_percents(&[50, 50])?;
 /// let allocator = Allocator::new("checkout_flow", Traffic::from_fraction(0.2)?, &weights);
 ///
-/// // Reproduces the reference vectors of ALLOCATION.md.
+/// // Reproduces the reference vectors of docs/ALLOCATION.md.
 /// assert_eq!(allocator.traffic_bucket(b"usr_Q"), 9_260);
 /// assert_eq!(allocator.allocate(b"usr_Q"), None); // 9260 >= 2000: not in the traffic
 ///

@@ -38,7 +38,7 @@ pub(crate) fn welch_df(v_t: f64, n_t: f64, v_c: f64, n_c: f64) -> f64 {
 /// (proportion, ratio; Wald test as statsmodels `test_proportions_2indep(method='wald')`) or
 /// Student's t with Welch's ν (mean). Lift r = d/|m_C| with delta-method variance
 /// v_T/(n_T·m_C²) + m_T²·v_C/(n_C·m_C⁴) (Kohavi, Tang & Xu 2020, "Trustworthy Online Controlled
-/// Experiments", §18), or its CUPED form from STATS.md. In sequential mode the intervals and p
+/// Experiments", §18), or its CUPED form from `docs/STATS.md`. In sequential mode the intervals and p
 /// come from [`sequential`].
 pub(crate) fn compare(
     kind: MetricKind,

@@ -33,7 +33,7 @@ pub(crate) fn theta(control: (&Arm, &Covariate), treatment: (&Arm, &Covariate)) 
 ///
 /// # Formula
 ///
-/// m' = m − θ·c̄, v' = v + θ²·v_c − 2θ·cov_arm (clamped at 0), as in STATS.md.
+/// m' = m − θ·c̄, v' = v + θ²·v_c − 2θ·cov_arm (clamped at 0), as in `docs/STATS.md`.
 pub(crate) fn adjust(arm: &Arm, covariate: &Covariate, theta: f64) -> (f64, f64) {
     let mean_c = covariate.sum / arm.n;
     let m = arm.m - theta * mean_c;

@@ -1,6 +1,6 @@
 //! The analysis plane: from per-variant sufficient statistics to a report.
 //!
-//! [`analyze`] implements the analysis contract (`STATS.md`) exactly: proportion, mean and ratio
+//! [`analyze`] implements the analysis contract (`docs/STATS.md` in the crate) exactly: proportion, mean and ratio
 //! metrics; the difference and the delta-method relative lift with confidence intervals; Wald z
 //! and Welch t tests; the exact Beta chance to beat control; Holm and Benjamini–Hochberg
 //! corrections; CUPED variance reduction; always-valid confidence sequences; the sample ratio
@@ -405,7 +405,7 @@ mod tests {
 
     #[test]
     fn cuped_on_a_proportion_follows_the_contract() {
-        // Expected figures computed from STATS.md's formulas in mpmath (30 digits), independently
+        // Expected figures computed from docs/STATS.md's formulas in mpmath (30 digits), independently
         // of this crate; the covariate sums are made up.
         let request = two_arm(
             MetricInput::new("m", MetricKind::Proportion)
