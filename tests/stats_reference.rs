@@ -103,6 +103,13 @@ fn chance_to_beat_control_at_every_count() {
     run_cases(&data_file("stats-chance.json"));
 }
 
+/// `tests/data/stats-magnitudes.json`: means, ratios and CUPED at magnitudes 1e±100 … 1e±300
+/// (where the sums are representable), from mpmath at 60 digits; tolerance purely relative.
+#[test]
+fn extreme_magnitudes_keep_their_digits() {
+    run_cases(&data_file("stats-magnitudes.json"));
+}
+
 fn data_file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")

@@ -15,8 +15,11 @@ pub(crate) struct Arm {
     pub sum: f64,
     /// The estimate m.
     pub m: f64,
-    /// The per-unit variance v.
+    /// The per-unit variance v (for a ratio of extreme magnitude it may overflow to infinity;
+    /// every computation that could overflow uses `sd`).
     pub v: f64,
+    /// √v, finite for every accepted arm.
+    pub sd: f64,
     /// Covariate sums for CUPED, when all three were given.
     pub covariate: Option<Covariate>,
 }
@@ -75,7 +78,7 @@ pub(crate) fn estimate(
             None => Ok(()),
         }
     };
-    let (m, v) = match kind {
+    let (m, v, sd) = match kind {
         MetricKind::Proportion => {
             if sum < 0.0 {
                 return Err(invalid(field("sum").render(), format!("{sum} is negative")));
@@ -97,7 +100,8 @@ pub(crate) fn estimate(
             unused("denominatorSumSquares", s.denominator_sum_squares)?;
             unused("sumProducts", s.sum_products)?;
             let m = sum / n;
-            (m, m * (1.0 - m))
+            let v = m * (1.0 - m);
+            (m, v, v.sqrt())
         }
         MetricKind::Mean => {
             let q = non_negative(
@@ -108,7 +112,7 @@ pub(crate) fn estimate(
             unused("denominatorSumSquares", s.denominator_sum_squares)?;
             unused("sumProducts", s.sum_products)?;
             let v = variance(q, sum, n, field("sumSquares"))?;
-            (sum / n, v)
+            (sum / n, v, v.sqrt())
         }
         MetricKind::Ratio => {
             let q = non_negative(
@@ -144,8 +148,11 @@ pub(crate) fn estimate(
             let cxy = covariance(sxy, sum, sy, n, sp_path)?;
             let m = sum / sy;
             let y_bar = sy / n;
-            let raw = vx - 2.0 * m * cxy + m * m * vy;
-            let scale = vx + (2.0 * m * cxy).abs() + m * m * vy;
+            // m·(m·vy), not m²·vy: m² alone overflows for ratios beyond 1e±154 whose variance
+            // terms are all of the order of vx
+            let m_vy = m * (m * vy);
+            let raw = vx - 2.0 * m * cxy + m_vy;
+            let scale = vx + (2.0 * m * cxy).abs() + m_vy;
             if raw < -ROUNDING_SLACK * scale {
                 return Err(invalid(
                     sp_path.render(),
@@ -154,15 +161,43 @@ pub(crate) fn estimate(
                     ),
                 ));
             }
-            (m, raw.max(0.0) / (y_bar * y_bar))
+            subnormal_result(raw, "delta-method variance", sp_path)?;
+            if !raw.is_finite() {
+                return Err(invalid(
+                    sp_path.render(),
+                    format!(
+                        "{sxy} with sums {sum} and {sy} gives a delta-method variance that overflows a double"
+                    ),
+                ));
+            }
+            // √raw/ȳ rather than raw/ȳ²: the unit variance itself may not fit in a double
+            let sd = raw.max(0.0).sqrt() / y_bar;
+            (m, sd * sd, sd)
         }
     };
+    // Below the normal range a double keeps too few digits for a trustworthy interval.
+    if sd > 0.0 && sd / n.sqrt() < f64::MIN_POSITIVE {
+        return Err(invalid(
+            field("sumSquares").render(),
+            format!(
+                "gives a standard error of {:e}, below the normal range of a double (2.2e-308); rescale the metric",
+                sd / n.sqrt()
+            ),
+        ));
+    }
+    if !sd.is_finite() {
+        return Err(invalid(
+            field("sumSquares").render(),
+            format!("gives a standard deviation of {sd}, beyond the range of a double"),
+        ));
+    }
     let covariate = covariate(kind, s, sum, n, path)?;
     Ok(Arm {
         n,
         sum,
         m,
         v,
+        sd,
         covariate,
     })
 }
@@ -236,13 +271,20 @@ fn required(value: Option<f64>, path: FieldPath<'_>) -> Result<f64, StatsError> 
 }
 
 fn finite_field(x: f64, path: FieldPath<'_>) -> Result<f64, StatsError> {
-    if x.is_finite() {
-        Ok(x)
-    } else {
+    if !x.is_finite() {
         Err(invalid(
             path.render(),
             format!("{x} is not a finite number"),
         ))
+    } else if x != 0.0 && x.abs() < f64::MIN_POSITIVE {
+        Err(invalid(
+            path.render(),
+            format!(
+                "{x:e} is subnormal: below 2.2e-308 a double keeps too few digits; rescale the metric"
+            ),
+        ))
+    } else {
+        Ok(x)
     }
 }
 
@@ -252,6 +294,21 @@ fn non_negative(x: f64, path: FieldPath<'_>) -> Result<f64, StatsError> {
         Err(invalid(path.render(), format!("{x} is negative")))
     } else {
         Ok(x)
+    }
+}
+
+/// Refuses a derived second moment that fell below the normal range of a double, where it
+/// keeps too few digits to build an interval on.
+fn subnormal_result(x: f64, what: &str, path: FieldPath<'_>) -> Result<(), StatsError> {
+    if x != 0.0 && x.abs() < f64::MIN_POSITIVE {
+        Err(invalid(
+            path,
+            format!(
+                "gives a {what} of {x:e}, below the normal range of a double (2.2e-308); rescale the metric"
+            ),
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -277,6 +334,7 @@ fn variance(sum_squares: f64, sum: f64, n: f64, path: FieldPath<'_>) -> Result<f
         ));
     }
     let v = diff / (n - 1.0);
+    subnormal_result(v, "variance", path)?;
     finite_field(v, path)
 }
 
@@ -406,5 +464,23 @@ mod tests {
                 .field(),
             Some("x.covariateSum")
         );
+    }
+
+    #[test]
+    fn subnormal_sums_and_moments_are_refused() {
+        // a mean of 1e-160 with sd 1e-161 over 100 units: Σx² ≈ 1.01e-318 is subnormal
+        let err = estimate(
+            MetricKind::Mean,
+            &SufficientStats::mean(100, 1e-158, 1.01e-318),
+            &|| "x".to_string(),
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), Some("x.sumSquares"), "{err}");
+        assert!(err.to_string().contains("subnormal"), "{err}");
+        // a ratio of magnitude 1e300 keeps a finite standard deviation though v overflows
+        // (the control arm of stats-magnitudes.json's case; sd = 2.5e299 from mpmath)
+        let s = SufficientStats::ratio(100, 5e152, 2.52475e303, 2e-148, 4.0396e-298, 1004.95);
+        let arm = estimate(MetricKind::Ratio, &s, &|| "x".to_string()).unwrap();
+        assert!((arm.sd / 2.5e299 - 1.0).abs() < 1e-9, "{arm:?}");
     }
 }

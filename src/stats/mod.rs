@@ -149,7 +149,7 @@ pub fn analyze(request: &AnalysisRequest) -> Result<Report, StatsError> {
                         MetricKind::Mean => Dist::t(arm.n - 1.0).upper_quantile(alpha / 2.0),
                         MetricKind::Proportion | MetricKind::Ratio => z_half,
                     };
-                    let half = q * (arm.v / arm.n).sqrt();
+                    let half = q * (arm.sd / arm.n.sqrt());
                     let comparison =
                         (vi != control).then(|| compare(metric.kind, control_arm, arm, settings));
                     Some(MetricResult {
@@ -323,17 +323,13 @@ fn recommend(
         recommendation.minimum_detectable_effect = match primary.kind {
             MetricKind::Proportion => {
                 minimum_detectable_effect_proportion(control_arm.m, n_min, alpha, MDE_POWER)
+                    .ok()
+                    .flatten()
             }
-            MetricKind::Mean | MetricKind::Ratio => minimum_detectable_effect_mean(
-                control_arm.m,
-                control_arm.v,
-                n_min,
-                alpha,
-                MDE_POWER,
-            ),
-        }
-        .ok()
-        .flatten();
+            // from σ, not σ²: a ratio's unit variance may not fit in a double
+            MetricKind::Mean | MetricKind::Ratio => power::z_sum(alpha, MDE_POWER)
+                .and_then(|z| power::mde_mean_sd(control_arm.m, control_arm.sd, n_min, z)),
+        };
     }
     if mismatch {
         return recommendation;

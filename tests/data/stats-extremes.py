@@ -165,6 +165,19 @@ def expected_for(case_input):
     return out
 
 
+def recommendation_for(case_input, expected_variants):
+    """Winner 'treatment' (every magnitude case is clearly significant), its chance and the MDE
+    at power 0.8 for a mean or ratio primary metric: sqrt((z_{1-a/2} + z_0.8)^2 * 2v/n)/|m|."""
+    level = mp.mpf(case_input.get("confidenceLevel", 0.95))
+    metric = case_input["metrics"][0]
+    n, m, v = arm_stats(metric["kind"], metric["data"]["control"])
+    n_min = min(mp.mpf(d["count"]) for d in metric["data"].values())
+    k = (norm_upper((1 - level) / 2) + norm_upper(mp.mpf("0.2"))) ** 2
+    cmp = expected_variants["treatment"][metric["name"]]
+    return {"winner": "treatment", "confidence": cmp["chanceToBeatControl"],
+            "minimumDetectableEffect": f(mp.sqrt(k * 2 * v / n_min) / abs(m))}
+
+
 def two_arms(n_c, n_t, **extra):
     return dict(variants=[{"id": "control", "participants": n_c, "expectedShare": 1},
                           {"id": "treatment", "participants": n_t, "expectedShare": 1}], **extra)
@@ -211,6 +224,11 @@ cases.append({"name": "recommendation confidence at 1e15 units, 100 vs 140 conve
 cases = magnitude_cases
 
 
+def with_recommendation(inp):
+    variants = expected_for(inp)
+    return {"variants": variants, "recommendation": recommendation_for(inp, variants)}
+
+
 def mean_arm(n, m, sd):
     s = float(mp.mpf(n) * m)
     q = float((n - 1) * mp.mpf(sd) ** 2 + n * mp.mpf(m) ** 2)
@@ -223,7 +241,7 @@ def mean_case(scale, label):
         "control": mean_arm(100, sc, sc / 10), "treatment": mean_arm(100, sc * mp.mpf("1.1"), sc / 10)}}])
     return {"name": f"means at {label} (sd a tenth of the mean, 100 per arm)",
             "source": "mpmath 60 digits, STATS.md formulas (Welch t)", "input": inp,
-            "expected": {"variants": expected_for(inp)}}
+            "expected": with_recommendation(inp)}
 
 
 for scale, label in [("1e100", "1e100"), ("1e-100", "1e-100"), ("1e150", "1e150"), ("1e-150", "1e-150")]:
@@ -254,7 +272,7 @@ for exp in [100, -100, 160, -160, 300, -300]:
     inp = two_arms(100, 100, metrics=[{"name": "r", "kind": "ratio", "data": {
         "control": ratio_arm(100, mp.mpf(5), mp.mpf(2), k, 1), "treatment": ratio_arm(100, mp.mpf(5), mp.mpf(2), k, mp.mpf("1.1"))}}])
     cases.append({"name": f"ratio of magnitude 1e{exp}", "source": "mpmath 60 digits, STATS.md delta method",
-                  "input": inp, "expected": {"variants": expected_for(inp)}})
+                  "input": inp, "expected": with_recommendation(inp)})
 
 # CUPED on a mean at 1e±100
 for exp in [100, -100]:
@@ -268,7 +286,7 @@ for exp in [100, -100]:
     inp = two_arms(100, 100, metrics=[{"name": "m", "kind": "mean", "data": {
         "control": cuped_arm(100, sc, sc), "treatment": cuped_arm(100, sc * mp.mpf("1.1"), sc * mp.mpf("1.02"))}}])
     cases.append({"name": f"cuped mean at 1e{exp}", "source": "mpmath 60 digits, STATS.md CUPED",
-                  "input": inp, "expected": {"variants": expected_for(inp)}})
+                  "input": inp, "expected": with_recommendation(inp)})
 
 print(json.dumps({
     "tolerance": {"relative": 1e-6, "absolute": 0.0, "chanceToBeatControl": 1e-6},
