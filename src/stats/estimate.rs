@@ -191,7 +191,7 @@ pub(crate) fn estimate(
             format!("gives a standard deviation of {sd}, beyond the range of a double"),
         ));
     }
-    let covariate = covariate(kind, s, sum, n, path)?;
+    let covariate = covariate(kind, s, sum, n, sd, path)?;
     Ok(Arm {
         n,
         sum,
@@ -202,11 +202,16 @@ pub(crate) fn estimate(
     })
 }
 
+/// The covariate's moments, refusing sums that no data can produce: |cov(c, value)| may not
+/// exceed sd(c)·sd(value) (Cauchy–Schwarz), with sample moments of n − 1 denominators.
+/// `value_sd` is the arm's unit sd, √(m(1 − m)) for a proportion, whose sample form is
+/// √(m(1 − m)·n/(n − 1)).
 fn covariate(
     kind: MetricKind,
     s: &SufficientStats,
     value_sum: f64,
     n: f64,
+    value_sd: f64,
     path: &dyn Fn() -> String,
 ) -> Result<Option<Covariate>, StatsError> {
     let field = |name: &'static str| FieldPath { arm: path, name };
@@ -238,6 +243,32 @@ fn covariate(
     let cp = finite_field(s.covariate_sum_products.unwrap_or_default(), cp_path)?;
     let variance = variance(cq, csum, n, cq_path)?;
     let covariance = covariance(cp, csum, value_sum, n, cp_path)?;
+    let sample_sd = if kind == MetricKind::Proportion {
+        value_sd * (n / (n - 1.0)).sqrt()
+    } else {
+        value_sd
+    };
+    // rounding of Σc·value − Σc·Σvalue/n, relative to its terms
+    let slack = ROUNDING_SLACK * (cp.abs() + (csum * (value_sum / n)).abs()) / (n - 1.0);
+    let bound = variance.sqrt() * sample_sd;
+    if covariance.abs() > bound * (1.0 + ROUNDING_SLACK) + slack {
+        let value_field = match kind {
+            MetricKind::Proportion => "sum",
+            MetricKind::Mean | MetricKind::Ratio => "sumSquares",
+        };
+        let value_total = match kind {
+            MetricKind::Proportion => value_sum,
+            MetricKind::Mean | MetricKind::Ratio => s.sum_squares.unwrap_or_default(),
+        };
+        return Err(invalid(
+            cp_path,
+            format!(
+                "{cp} is inconsistent with covariateSumSquares {cq} and {value_field} {value_total}: \
+                 |covariance| {:e} exceeds sd(covariate)·sd(value) = {bound:e}, which no data can produce",
+                covariance.abs()
+            ),
+        ));
+    }
     Ok(Some(Covariate {
         sum: csum,
         sum_squares: cq,
@@ -482,5 +513,26 @@ mod tests {
         let s = SufficientStats::ratio(100, 5e152, 2.52475e303, 2e-148, 4.0396e-298, 1004.95);
         let arm = estimate(MetricKind::Ratio, &s, &|| "x".to_string()).unwrap();
         assert!((arm.sd / 2.5e299 - 1.0).abs() < 1e-9, "{arm:?}");
+    }
+
+    #[test]
+    fn covariate_products_must_satisfy_cauchy_schwarz() {
+        // var(c) = 16, var(value) = 16.81: |Σc·v − Σc·Σv/n| ≤ 999·√(16·16.81) = 16 383.6…
+        let arm = |cp: f64| {
+            SufficientStats::mean(1000, 10200.0, 120_833.19).with_covariate(9800.0, 112_024.0, cp)
+        };
+        for cp in [110_949.0, 99_960.0 + 16_383.0, 99_960.0 - 16_383.0] {
+            assert!(estimate(MetricKind::Mean, &arm(cp), &|| "x".to_string()).is_ok());
+        }
+        for cp in [99_960.0 + 16_385.0, 2e6, -1e300] {
+            let err = estimate(MetricKind::Mean, &arm(cp), &|| "x".to_string()).unwrap_err();
+            assert_eq!(err.field(), Some("x.covariateSumProducts"), "{err}");
+            assert!(err.to_string().contains("inconsistent"), "{err}");
+        }
+        // a proportion: 100 of 1000 converted, var(value) = 0.1·0.9·1000/999, var(c) = 0.45045…
+        let p = |cp: f64| SufficientStats::proportion(1000, 100).with_covariate(500.0, 700.0, cp);
+        assert!(estimate(MetricKind::Proportion, &p(80.0), &|| "x".to_string()).is_ok());
+        let err = estimate(MetricKind::Proportion, &p(5000.0), &|| "x".to_string()).unwrap_err();
+        assert_eq!(err.field(), Some("x.covariateSumProducts"), "{err}");
     }
 }
