@@ -60,6 +60,21 @@ pub(crate) fn compare(
     treatment: &Arm,
     settings: Settings,
 ) -> Comparison {
+    if control.n == 0.0 || treatment.n == 0.0 {
+        // a 0% variant without data on either side: nothing to compare
+        return Comparison {
+            difference: None,
+            difference_ci_lower: None,
+            difference_ci_upper: None,
+            lift: None,
+            lift_ci_lower: None,
+            lift_ci_upper: None,
+            p_value: None,
+            adjusted_p_value: None,
+            significant: false,
+            chance_to_beat_control: None,
+        };
+    }
     let cuped = match (control.covariate, treatment.covariate) {
         (Some(cc), Some(tc)) => Some((cc, tc, cuped::theta((control, &cc), (treatment, &tc)))),
         _ => None,

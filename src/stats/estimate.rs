@@ -9,7 +9,7 @@ const ROUNDING_SLACK: f64 = 1e-9;
 /// A validated arm of one metric: n, the estimate m and the unit variance v (Var(m) ≈ v/n).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Arm {
-    /// Units n (≥ 1; ≥ 2 for means and ratios).
+    /// Units n (≥ 1; ≥ 2 for means and ratios), or 0 for the [`empty`] arm of a 0% variant.
     pub n: f64,
     /// Σ value (conversions for a proportion).
     pub sum: f64,
@@ -37,6 +37,37 @@ pub(crate) struct Covariate {
     pub variance: f64,
     /// Sample covariance of c and the value (n − 1 denominator).
     pub covariance: f64,
+}
+
+/// The arm of a 0% variant that has seen no unit (count 0): every figure derived from it is
+/// undefined (NaN here, `null` in the report). Its sums must be 0 as well.
+pub(crate) fn empty(s: &SufficientStats, path: &dyn Fn() -> String) -> Result<Arm, StatsError> {
+    let fields = [
+        ("sum", Some(s.sum)),
+        ("sumSquares", s.sum_squares),
+        ("denominatorSum", s.denominator_sum),
+        ("denominatorSumSquares", s.denominator_sum_squares),
+        ("sumProducts", s.sum_products),
+        ("covariateSum", s.covariate_sum),
+        ("covariateSumSquares", s.covariate_sum_squares),
+        ("covariateSumProducts", s.covariate_sum_products),
+    ];
+    for (name, value) in fields {
+        if let Some(x) = value.filter(|&x| x != 0.0) {
+            return Err(invalid(
+                format!("{}.{name}", path()),
+                format!("{x} is not 0, but count is 0"),
+            ));
+        }
+    }
+    Ok(Arm {
+        n: 0.0,
+        sum: 0.0,
+        m: f64::NAN,
+        v: f64::NAN,
+        sd: f64::NAN,
+        covariate: None,
+    })
 }
 
 /// Validates one arm's statistics for `kind` and computes its m and v.
