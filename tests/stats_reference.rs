@@ -3,6 +3,9 @@
 //! `abkit::stats::analyze` and checks every expected field within the file's tolerances.
 //!
 //! Set `ABKIT_STATS_CASES` to another file of the same layout to run that instead.
+//!
+//! The other tests run further files of the same layout made by `tests/data/stats-extremes.py`
+//! (mpmath at 60 digits from STATS.md's formulas): extreme counts, magnitudes and levels.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
 
@@ -90,8 +93,32 @@ fn check_case(expected: &Value, report: &Value, tol: Tolerance) -> (usize, Vec<S
 
 #[test]
 fn every_reference_case_matches() {
-    let path = cases_file();
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    run_cases(&cases_file());
+}
+
+/// `tests/data/stats-chance.json`: the exact Beta chance to beat control at 1e2 … 1e18 units per
+/// arm with few (or almost all) conversions, from mpmath at 60 digits (`stats-extremes.py`).
+#[test]
+fn chance_to_beat_control_at_every_count() {
+    run_cases(&data_file("stats-chance.json"));
+}
+
+/// `tests/data/stats-magnitudes.json`: means, ratios and CUPED at magnitudes 1e±100 … 1e±300
+/// (where the sums are representable), from mpmath at 60 digits; tolerance purely relative.
+#[test]
+fn extreme_magnitudes_keep_their_digits() {
+    run_cases(&data_file("stats-magnitudes.json"));
+}
+
+fn data_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// Runs every case of one file of the `stats-cases.json` layout.
+fn run_cases(path: &std::path::Path) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let file: Value = serde_json::from_str(&text).unwrap();
     let t = &file["tolerance"];
     let tol = Tolerance {

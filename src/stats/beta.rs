@@ -33,11 +33,12 @@ pub(crate) fn chance_to_beat(
     treat_n: f64,
     treat_sum: f64,
 ) -> f64 {
+    // 1 + (n − S), not 1 + n − S: above 2⁵³ the latter rounds the (small) failure count
     prob_greater(
         1.0 + treat_sum,
-        1.0 + treat_n - treat_sum,
+        1.0 + (treat_n - treat_sum),
         1.0 + control_sum,
-        1.0 + control_n - control_sum,
+        1.0 + (control_n - control_sum),
     )
 }
 
@@ -110,9 +111,15 @@ pub(crate) fn ln_beta(a: f64, b: f64) -> f64 {
 
 /// ln B(a, b + c) − ln B(a, b) = [ln Γ(b + c) − ln Γ(b)] − [ln Γ(a + b + c) − ln Γ(a + b)],
 /// combined term by term so that huge a, b, c do not cancel catastrophically.
+///
+/// The difference is symmetric in a and c; it is evaluated with c the smaller of the two, so that
+/// every term is of order c·ln(…) and the rounding error stays near ε·c·ln(…), not ε·(a + b).
+/// (With few conversions and 10¹⁵ units, a ≈ b ≈ 10¹⁵ and c a handful: shifting by the huge
+/// argument instead left terms of 10¹⁴ that cancel to a result of order 1.)
 pub(crate) fn ln_beta_shift(a: f64, b: f64, c: f64) -> f64 {
+    let (a, c) = if c > a { (c, a) } else { (a, c) };
     if b < 10.0 {
-        return ln_beta(a, b + c) - ln_beta(a, b);
+        return ln_beta(c, b + a) - ln_beta(c, b);
     }
     let ab = a + b;
     (b - 0.5) * (c / b).ln_1p() - (ab - 0.5) * (c / ab).ln_1p() - c * (a / (b + c)).ln_1p()
@@ -396,10 +403,20 @@ mod tests {
                 -6.856_441_034_122_007,
             ),
             (50.0, 70.0, 30.0, -14.040_917_270_983_49),
+            // a few conversions against 1e15 / 1e18 units: shifting by the huge argument
+            // used to cancel terms of 1e14 (-2.7906… here, and worse at 1e18)
+            (
+                4.0,
+                999_999_999_999_998.0,
+                1e15,
+                -2.772_588_722_239_782_237_7,
+            ),
+            (6.0, 1e18, 1e18, -4.158_883_083_359_671_849),
+            (3.0, 5.0, 1e16, -105.176_976_932_996_725_95),
         ];
         for (a, b, c, expected) in cases {
             let got = ln_beta_shift(a, b, c);
-            assert!((got - expected).abs() < 1e-9, "{a} {b} {c}: {got}");
+            assert!((got - expected).abs() < 1e-12, "{a} {b} {c}: {got}");
         }
     }
 

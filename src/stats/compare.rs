@@ -23,9 +23,23 @@ pub(crate) struct Settings {
 ///
 /// ν = (v_T/n_T + v_C/n_C)² / ((v_T/n_T)²/(n_T − 1) + (v_C/n_C)²/(n_C − 1))
 /// (Welch 1947; `scipy.stats.ttest_ind_from_stats(equal_var=False)`).
+#[cfg(test)]
 pub(crate) fn welch_df(v_t: f64, n_t: f64, v_c: f64, n_c: f64) -> f64 {
-    let a = v_t / n_t;
-    let b = v_c / n_c;
+    welch_df_se((v_t / n_t).sqrt(), n_t, (v_c / n_c).sqrt(), n_c)
+}
+
+/// [`welch_df`] from the two standard errors se_T = √(v_T/n_T), se_C = √(v_C/n_C).
+///
+/// Both are first divided by the larger, so that neither the squares nor the fourth powers
+/// overflow or underflow whatever the metric's magnitude (a variance of 1e200 per unit used to
+/// turn ν into NaN and the t test silently into a z test). NaN when both are 0.
+pub(crate) fn welch_df_se(se_t: f64, n_t: f64, se_c: f64, n_c: f64) -> f64 {
+    let s = se_t.max(se_c);
+    if !(s > 0.0 && s.is_finite()) {
+        return f64::NAN;
+    }
+    let a = (se_t / s) * (se_t / s);
+    let b = (se_c / s) * (se_c / s);
     (a + b) * (a + b) / (a * a / (n_t - 1.0) + b * b / (n_c - 1.0))
 }
 
@@ -46,44 +60,65 @@ pub(crate) fn compare(
     treatment: &Arm,
     settings: Settings,
 ) -> Comparison {
+    if control.n == 0.0 || treatment.n == 0.0 {
+        // a 0% variant without data on either side: nothing to compare
+        return Comparison {
+            difference: None,
+            difference_ci_lower: None,
+            difference_ci_upper: None,
+            lift: None,
+            lift_ci_lower: None,
+            lift_ci_upper: None,
+            p_value: None,
+            adjusted_p_value: None,
+            significant: false,
+            chance_to_beat_control: None,
+        };
+    }
     let cuped = match (control.covariate, treatment.covariate) {
         (Some(cc), Some(tc)) => Some((cc, tc, cuped::theta((control, &cc), (treatment, &tc)))),
         _ => None,
     };
-    let ((m_t, v_t), (m_c, v_c)) = match &cuped {
+    let ((m_t, sd_t), (m_c, sd_c)) = match &cuped {
         Some((cc, tc, theta)) => (
             cuped::adjust(treatment, tc, *theta),
             cuped::adjust(control, cc, *theta),
         ),
-        None => ((treatment.m, treatment.v), (control.m, control.v)),
+        None => ((treatment.m, treatment.sd), (control.m, control.sd)),
     };
     let (n_t, n_c) = (treatment.n, control.n);
+    // Everything below works with standard errors, never with their squares: for metrics of
+    // magnitude 1e±77 and beyond a squared variance (or m_C⁴) leaves the range of a double.
+    let (se_t, se_c) = (sd_t / n_t.sqrt(), sd_c / n_c.sqrt());
     let d = m_t - m_c;
-    let se = (v_t / n_t + v_c / n_c).sqrt();
+    let se = se_t.hypot(se_c);
     let dist = match kind {
-        MetricKind::Mean => Dist::t(welch_df(v_t, n_t, v_c, n_c)),
+        MetricKind::Mean => Dist::t(welch_df_se(se_t, n_t, se_c, n_c)),
         MetricKind::Proportion | MetricKind::Ratio => Dist::Normal,
     };
 
-    // Lift against the unadjusted control mean.
+    // Lift against the unadjusted control mean, its delta-method variance written in ratios to
+    // |m_C| (each factor of order one whatever the magnitude).
     let base = control.m;
     let (lift, lift_se) = if base == 0.0 || !base.is_finite() {
         (None, None)
     } else {
-        let base2 = base * base;
-        let var = match &cuped {
+        let scale = base.abs();
+        let ratio = treatment.m / base;
+        let lift_se = match &cuped {
             Some((cc, _, theta)) => {
-                let ratio = treatment.m / base;
-                v_t / (n_t * base2)
-                    + (control.v * ratio * ratio - 2.0 * theta * cc.covariance * ratio
-                        + theta * theta * cc.variance)
-                        / (n_c * base2)
+                // v'_T/(n_T·m_C²) + (v_C·r² − 2θ·cov_C·r + θ²·v_cC)/(n_C·m_C²)
+                let own = se_t / scale;
+                let value = ratio * (control.sd / scale);
+                let cov = ratio * (theta / scale) * (cc.covariance / scale);
+                let covariate = theta * (cc.variance.sqrt() / scale);
+                let control_part = value * value - 2.0 * cov + covariate * covariate;
+                non_negative_sqrt(own * own + control_part / n_c)
             }
-            None => {
-                v_t / (n_t * base2) + treatment.m * treatment.m * control.v / (n_c * base2 * base2)
-            }
+            // v_T/(n_T·m_C²) + m_T²·v_C/(n_C·m_C⁴)
+            None => finite((se_t / scale).hypot(ratio * (se_c / scale))),
         };
-        (finite(d / base.abs()), finite(var.max(0.0).sqrt()))
+        (finite(d / scale), lift_se)
     };
 
     let mut out = Comparison {
@@ -139,6 +174,16 @@ pub(crate) fn compare(
     out
 }
 
+/// √x for a variance that may be a hair below 0 through rounding; `None` for NaN or infinity
+/// (never a zero-width interval out of a NaN, as `x.max(0.0)` would make).
+fn non_negative_sqrt(x: f64) -> Option<f64> {
+    if x.is_finite() {
+        Some(x.max(0.0).sqrt())
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::excessive_precision)] // reference values are quoted with all their digits
 mod tests {
@@ -153,5 +198,20 @@ mod tests {
         let expected = (a + b).powi(2) / (a * a / 509.0 + b * b / 479.0);
         assert!((df - expected).abs() < 1e-9);
         assert!(df > 980.0 && df < 990.0, "{df}");
+    }
+
+    #[test]
+    fn welch_df_survives_extreme_magnitudes() {
+        // equal standard errors and n = 100 per arm: ν = 198 exactly, at any scale
+        for se in [1.0, 1e200, 1e-200, 1e-300, 1e300] {
+            let df = welch_df_se(se, 100.0, se, 100.0);
+            assert!((df - 198.0).abs() < 1e-9, "se {se}: {df}");
+        }
+        // one arm 1e-200 of the other: ν → n − 1 of the dominant arm
+        let df = welch_df_se(1.0, 50.0, 1e-200, 100.0);
+        assert!((df - 49.0).abs() < 1e-9, "{df}");
+        assert!(welch_df_se(0.0, 10.0, 0.0, 10.0).is_nan());
+        assert_eq!(non_negative_sqrt(f64::NAN), None);
+        assert_eq!(non_negative_sqrt(-1e-30), Some(0.0));
     }
 }

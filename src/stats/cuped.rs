@@ -29,16 +29,24 @@ pub(crate) fn theta(control: (&Arm, &Covariate), treatment: (&Arm, &Covariate)) 
     if theta.is_finite() { theta } else { 0.0 }
 }
 
-/// The arm's adjusted estimate and unit variance: (m − θ·c̄, v + θ²·v_c − 2θ·cov(c, value)).
+/// The arm's adjusted estimate and unit standard deviation: (m − θ·c̄, √(v + θ²·v_c − 2θ·cov(c, value))).
 ///
 /// # Formula
 ///
-/// m' = m − θ·c̄, v' = v + θ²·v_c − 2θ·cov_arm (clamped at 0), as in `docs/STATS.md`.
+/// m' = m − θ·c̄, v' = v + θ²·v_c − 2θ·cov_arm (clamped at 0), as in `docs/STATS.md`. θ²·v_c is
+/// computed as θ·(θ·v_c) (of the order of cov_arm), so that a huge or tiny θ — a metric and a
+/// covariate of very different magnitudes — neither overflows nor underflows. NaN if the
+/// variance is not finite.
 pub(crate) fn adjust(arm: &Arm, covariate: &Covariate, theta: f64) -> (f64, f64) {
     let mean_c = covariate.sum / arm.n;
     let m = arm.m - theta * mean_c;
-    let v = arm.v + theta * theta * covariate.variance - 2.0 * theta * covariate.covariance;
-    (m, v.max(0.0))
+    let v = arm.v + theta * (theta * covariate.variance) - 2.0 * theta * covariate.covariance;
+    let sd = if v.is_finite() {
+        v.max(0.0).sqrt()
+    } else {
+        f64::NAN
+    };
+    (m, sd)
 }
 
 #[cfg(test)]
@@ -57,9 +65,9 @@ mod tests {
         let ta = estimate(MetricKind::Mean, &t, &|| "t".to_string()).unwrap();
         let th = theta((&ca, &ca.covariate.unwrap()), (&ta, &ta.covariate.unwrap()));
         assert!((th - 2.0).abs() < 1e-12);
-        let (m, v) = adjust(&ca, &ca.covariate.unwrap(), th);
+        let (m, sd) = adjust(&ca, &ca.covariate.unwrap(), th);
         assert!((m - 0.0).abs() < 1e-12);
-        assert!(v.abs() < 1e-12);
+        assert!(sd.abs() < 1e-6);
     }
 
     #[test]

@@ -9,14 +9,17 @@ const ROUNDING_SLACK: f64 = 1e-9;
 /// A validated arm of one metric: n, the estimate m and the unit variance v (Var(m) ≈ v/n).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Arm {
-    /// Units n (≥ 1; ≥ 2 for means and ratios).
+    /// Units n (≥ 1; ≥ 2 for means and ratios), or 0 for the [`empty`] arm of a 0% variant.
     pub n: f64,
     /// Σ value (conversions for a proportion).
     pub sum: f64,
     /// The estimate m.
     pub m: f64,
-    /// The per-unit variance v.
+    /// The per-unit variance v (for a ratio of extreme magnitude it may overflow to infinity;
+    /// every computation that could overflow uses `sd`).
     pub v: f64,
+    /// √v, finite for every accepted arm.
+    pub sd: f64,
     /// Covariate sums for CUPED, when all three were given.
     pub covariate: Option<Covariate>,
 }
@@ -34,6 +37,37 @@ pub(crate) struct Covariate {
     pub variance: f64,
     /// Sample covariance of c and the value (n − 1 denominator).
     pub covariance: f64,
+}
+
+/// The arm of a 0% variant that has seen no unit (count 0): every figure derived from it is
+/// undefined (NaN here, `null` in the report). Its sums must be 0 as well.
+pub(crate) fn empty(s: &SufficientStats, path: &dyn Fn() -> String) -> Result<Arm, StatsError> {
+    let fields = [
+        ("sum", Some(s.sum)),
+        ("sumSquares", s.sum_squares),
+        ("denominatorSum", s.denominator_sum),
+        ("denominatorSumSquares", s.denominator_sum_squares),
+        ("sumProducts", s.sum_products),
+        ("covariateSum", s.covariate_sum),
+        ("covariateSumSquares", s.covariate_sum_squares),
+        ("covariateSumProducts", s.covariate_sum_products),
+    ];
+    for (name, value) in fields {
+        if let Some(x) = value.filter(|&x| x != 0.0) {
+            return Err(invalid(
+                format!("{}.{name}", path()),
+                format!("{x} is not 0, but count is 0"),
+            ));
+        }
+    }
+    Ok(Arm {
+        n: 0.0,
+        sum: 0.0,
+        m: f64::NAN,
+        v: f64::NAN,
+        sd: f64::NAN,
+        covariate: None,
+    })
 }
 
 /// Validates one arm's statistics for `kind` and computes its m and v.
@@ -75,7 +109,7 @@ pub(crate) fn estimate(
             None => Ok(()),
         }
     };
-    let (m, v) = match kind {
+    let (m, v, sd) = match kind {
         MetricKind::Proportion => {
             if sum < 0.0 {
                 return Err(invalid(field("sum").render(), format!("{sum} is negative")));
@@ -97,7 +131,8 @@ pub(crate) fn estimate(
             unused("denominatorSumSquares", s.denominator_sum_squares)?;
             unused("sumProducts", s.sum_products)?;
             let m = sum / n;
-            (m, m * (1.0 - m))
+            let v = m * (1.0 - m);
+            (m, v, v.sqrt())
         }
         MetricKind::Mean => {
             let q = non_negative(
@@ -108,7 +143,7 @@ pub(crate) fn estimate(
             unused("denominatorSumSquares", s.denominator_sum_squares)?;
             unused("sumProducts", s.sum_products)?;
             let v = variance(q, sum, n, field("sumSquares"))?;
-            (sum / n, v)
+            (sum / n, v, v.sqrt())
         }
         MetricKind::Ratio => {
             let q = non_negative(
@@ -144,8 +179,11 @@ pub(crate) fn estimate(
             let cxy = covariance(sxy, sum, sy, n, sp_path)?;
             let m = sum / sy;
             let y_bar = sy / n;
-            let raw = vx - 2.0 * m * cxy + m * m * vy;
-            let scale = vx + (2.0 * m * cxy).abs() + m * m * vy;
+            // m·(m·vy), not m²·vy: m² alone overflows for ratios beyond 1e±154 whose variance
+            // terms are all of the order of vx
+            let m_vy = m * (m * vy);
+            let raw = vx - 2.0 * m * cxy + m_vy;
+            let scale = vx + (2.0 * m * cxy).abs() + m_vy;
             if raw < -ROUNDING_SLACK * scale {
                 return Err(invalid(
                     sp_path.render(),
@@ -154,24 +192,57 @@ pub(crate) fn estimate(
                     ),
                 ));
             }
-            (m, raw.max(0.0) / (y_bar * y_bar))
+            subnormal_result(raw, "delta-method variance", sp_path)?;
+            if !raw.is_finite() {
+                return Err(invalid(
+                    sp_path.render(),
+                    format!(
+                        "{sxy} with sums {sum} and {sy} gives a delta-method variance that overflows a double"
+                    ),
+                ));
+            }
+            // √raw/ȳ rather than raw/ȳ²: the unit variance itself may not fit in a double
+            let sd = raw.max(0.0).sqrt() / y_bar;
+            (m, sd * sd, sd)
         }
     };
-    let covariate = covariate(kind, s, sum, n, path)?;
+    // Below the normal range a double keeps too few digits for a trustworthy interval.
+    if sd > 0.0 && sd / n.sqrt() < f64::MIN_POSITIVE {
+        return Err(invalid(
+            field("sumSquares").render(),
+            format!(
+                "gives a standard error of {:e}, below the normal range of a double (2.2e-308); rescale the metric",
+                sd / n.sqrt()
+            ),
+        ));
+    }
+    if !sd.is_finite() {
+        return Err(invalid(
+            field("sumSquares").render(),
+            format!("gives a standard deviation of {sd}, beyond the range of a double"),
+        ));
+    }
+    let covariate = covariate(kind, s, sum, n, sd, path)?;
     Ok(Arm {
         n,
         sum,
         m,
         v,
+        sd,
         covariate,
     })
 }
 
+/// The covariate's moments, refusing sums that no data can produce: |cov(c, value)| may not
+/// exceed sd(c)·sd(value) (Cauchy–Schwarz), with sample moments of n − 1 denominators.
+/// `value_sd` is the arm's unit sd, √(m(1 − m)) for a proportion, whose sample form is
+/// √(m(1 − m)·n/(n − 1)).
 fn covariate(
     kind: MetricKind,
     s: &SufficientStats,
     value_sum: f64,
     n: f64,
+    value_sd: f64,
     path: &dyn Fn() -> String,
 ) -> Result<Option<Covariate>, StatsError> {
     let field = |name: &'static str| FieldPath { arm: path, name };
@@ -203,6 +274,32 @@ fn covariate(
     let cp = finite_field(s.covariate_sum_products.unwrap_or_default(), cp_path)?;
     let variance = variance(cq, csum, n, cq_path)?;
     let covariance = covariance(cp, csum, value_sum, n, cp_path)?;
+    let sample_sd = if kind == MetricKind::Proportion {
+        value_sd * (n / (n - 1.0)).sqrt()
+    } else {
+        value_sd
+    };
+    // rounding of Σc·value − Σc·Σvalue/n, relative to its terms
+    let slack = ROUNDING_SLACK * (cp.abs() + (csum * (value_sum / n)).abs()) / (n - 1.0);
+    let bound = variance.sqrt() * sample_sd;
+    if covariance.abs() > bound * (1.0 + ROUNDING_SLACK) + slack {
+        let value_field = match kind {
+            MetricKind::Proportion => "sum",
+            MetricKind::Mean | MetricKind::Ratio => "sumSquares",
+        };
+        let value_total = match kind {
+            MetricKind::Proportion => value_sum,
+            MetricKind::Mean | MetricKind::Ratio => s.sum_squares.unwrap_or_default(),
+        };
+        return Err(invalid(
+            cp_path,
+            format!(
+                "{cp} is inconsistent with covariateSumSquares {cq} and {value_field} {value_total}: \
+                 |covariance| {:e} exceeds sd(covariate)·sd(value) = {bound:e}, which no data can produce",
+                covariance.abs()
+            ),
+        ));
+    }
     Ok(Some(Covariate {
         sum: csum,
         sum_squares: cq,
@@ -236,13 +333,20 @@ fn required(value: Option<f64>, path: FieldPath<'_>) -> Result<f64, StatsError> 
 }
 
 fn finite_field(x: f64, path: FieldPath<'_>) -> Result<f64, StatsError> {
-    if x.is_finite() {
-        Ok(x)
-    } else {
+    if !x.is_finite() {
         Err(invalid(
             path.render(),
             format!("{x} is not a finite number"),
         ))
+    } else if x != 0.0 && x.abs() < f64::MIN_POSITIVE {
+        Err(invalid(
+            path.render(),
+            format!(
+                "{x:e} is subnormal: below 2.2e-308 a double keeps too few digits; rescale the metric"
+            ),
+        ))
+    } else {
+        Ok(x)
     }
 }
 
@@ -252,6 +356,21 @@ fn non_negative(x: f64, path: FieldPath<'_>) -> Result<f64, StatsError> {
         Err(invalid(path.render(), format!("{x} is negative")))
     } else {
         Ok(x)
+    }
+}
+
+/// Refuses a derived second moment that fell below the normal range of a double, where it
+/// keeps too few digits to build an interval on.
+fn subnormal_result(x: f64, what: &str, path: FieldPath<'_>) -> Result<(), StatsError> {
+    if x != 0.0 && x.abs() < f64::MIN_POSITIVE {
+        Err(invalid(
+            path,
+            format!(
+                "gives a {what} of {x:e}, below the normal range of a double (2.2e-308); rescale the metric"
+            ),
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -277,6 +396,7 @@ fn variance(sum_squares: f64, sum: f64, n: f64, path: FieldPath<'_>) -> Result<f
         ));
     }
     let v = diff / (n - 1.0);
+    subnormal_result(v, "variance", path)?;
     finite_field(v, path)
 }
 
@@ -406,5 +526,44 @@ mod tests {
                 .field(),
             Some("x.covariateSum")
         );
+    }
+
+    #[test]
+    fn subnormal_sums_and_moments_are_refused() {
+        // a mean of 1e-160 with sd 1e-161 over 100 units: Σx² ≈ 1.01e-318 is subnormal
+        let err = estimate(
+            MetricKind::Mean,
+            &SufficientStats::mean(100, 1e-158, 1.01e-318),
+            &|| "x".to_string(),
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), Some("x.sumSquares"), "{err}");
+        assert!(err.to_string().contains("subnormal"), "{err}");
+        // a ratio of magnitude 1e300 keeps a finite standard deviation though v overflows
+        // (the control arm of stats-magnitudes.json's case; sd = 2.5e299 from mpmath)
+        let s = SufficientStats::ratio(100, 5e152, 2.52475e303, 2e-148, 4.0396e-298, 1004.95);
+        let arm = estimate(MetricKind::Ratio, &s, &|| "x".to_string()).unwrap();
+        assert!((arm.sd / 2.5e299 - 1.0).abs() < 1e-9, "{arm:?}");
+    }
+
+    #[test]
+    fn covariate_products_must_satisfy_cauchy_schwarz() {
+        // var(c) = 16, var(value) = 16.81: |Σc·v − Σc·Σv/n| ≤ 999·√(16·16.81) = 16 383.6…
+        let arm = |cp: f64| {
+            SufficientStats::mean(1000, 10200.0, 120_833.19).with_covariate(9800.0, 112_024.0, cp)
+        };
+        for cp in [110_949.0, 99_960.0 + 16_383.0, 99_960.0 - 16_383.0] {
+            assert!(estimate(MetricKind::Mean, &arm(cp), &|| "x".to_string()).is_ok());
+        }
+        for cp in [99_960.0 + 16_385.0, 2e6, -1e300] {
+            let err = estimate(MetricKind::Mean, &arm(cp), &|| "x".to_string()).unwrap_err();
+            assert_eq!(err.field(), Some("x.covariateSumProducts"), "{err}");
+            assert!(err.to_string().contains("inconsistent"), "{err}");
+        }
+        // a proportion: 100 of 1000 converted, var(value) = 0.1·0.9·1000/999, var(c) = 0.45045…
+        let p = |cp: f64| SufficientStats::proportion(1000, 100).with_covariate(500.0, 700.0, cp);
+        assert!(estimate(MetricKind::Proportion, &p(80.0), &|| "x".to_string()).is_ok());
+        let err = estimate(MetricKind::Proportion, &p(5000.0), &|| "x".to_string()).unwrap_err();
+        assert_eq!(err.field(), Some("x.covariateSumProducts"), "{err}");
     }
 }

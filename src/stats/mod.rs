@@ -74,7 +74,7 @@ const MDE_POWER: f64 = 0.8;
 ///
 /// [`StatsError::InvalidField`] naming the field for anything the contract rejects: a level
 /// outside (0, 1), a tuning parameter ≤ 0, fewer than two variants, duplicate ids, two
-/// controls, a non-positive share, a metric missing a variant or naming an unknown one,
+/// controls, a negative share (or all of them 0), a metric missing a variant or naming an unknown one,
 /// negative or non-finite sums, an out-of-range or non-integer proportion sum, too small a
 /// count, a zero denominator sum, partial or misplaced covariates, or sums no data can produce.
 ///
@@ -149,7 +149,7 @@ pub fn analyze(request: &AnalysisRequest) -> Result<Report, StatsError> {
                         MetricKind::Mean => Dist::t(arm.n - 1.0).upper_quantile(alpha / 2.0),
                         MetricKind::Proportion | MetricKind::Ratio => z_half,
                     };
-                    let half = q * (arm.v / arm.n).sqrt();
+                    let half = q * (arm.sd / arm.n.sqrt());
                     let comparison =
                         (vi != control).then(|| compare(metric.kind, control_arm, arm, settings));
                     Some(MetricResult {
@@ -188,7 +188,8 @@ pub fn analyze(request: &AnalysisRequest) -> Result<Report, StatsError> {
     })
 }
 
-/// Checks the variants and returns the control's index.
+/// Checks the variants and returns the control's index. A share may be 0 (a variant ramped to
+/// 0%), as long as one is positive.
 fn validate_variants(variants: &[VariantInput]) -> Result<usize, StatsError> {
     if variants.len() < 2 {
         return Err(invalid(
@@ -206,10 +207,10 @@ fn validate_variants(variants: &[VariantInput]) -> Result<usize, StatsError> {
             ));
         }
         let share = v.expected_share;
-        if !(share.is_finite() && share > 0.0) {
+        if !(share.is_finite() && share >= 0.0) {
             return Err(invalid(
                 format!("variants[{i}].expectedShare"),
-                format!("{share} is not a positive number"),
+                format!("{share} is not a non-negative number"),
             ));
         }
         if v.control {
@@ -225,6 +226,12 @@ fn validate_variants(variants: &[VariantInput]) -> Result<usize, StatsError> {
             }
             control = Some(i);
         }
+    }
+    if variants.iter().all(|v| v.expected_share == 0.0) {
+        return Err(invalid(
+            "variants[0].expectedShare",
+            "0, and so is every other share: at least one must be positive",
+        ));
     }
     Ok(control.unwrap_or(0))
 }
@@ -256,6 +263,10 @@ fn validate_metrics(request: &AnalysisRequest) -> Result<Vec<Vec<Arm>>, StatsErr
             .map(|v| {
                 let path = || format!("metrics[{mi}].data.{}", v.id);
                 match metric.data.get(&v.id) {
+                    // a 0% variant that has seen no unit: its figures are null
+                    Some(stats) if v.expected_share == 0.0 && stats.count == 0 => {
+                        estimate::empty(stats, &path)
+                    }
                     Some(stats) => estimate(metric.kind, stats, &path),
                     None => Err(invalid(
                         path(),
@@ -314,26 +325,24 @@ fn recommend(
         return recommendation;
     };
     if let Some(control_arm) = primary_arms.get(control) {
+        // arms without data (0% variants with no unit) have no power to speak of
         let n_min = primary_arms
             .iter()
             .map(|a| a.n)
+            .filter(|&n| n > 0.0)
             .fold(f64::INFINITY, f64::min);
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let n_min = n_min as u64;
         recommendation.minimum_detectable_effect = match primary.kind {
             MetricKind::Proportion => {
                 minimum_detectable_effect_proportion(control_arm.m, n_min, alpha, MDE_POWER)
+                    .ok()
+                    .flatten()
             }
-            MetricKind::Mean | MetricKind::Ratio => minimum_detectable_effect_mean(
-                control_arm.m,
-                control_arm.v,
-                n_min,
-                alpha,
-                MDE_POWER,
-            ),
-        }
-        .ok()
-        .flatten();
+            // from σ, not σ²: a ratio's unit variance may not fit in a double
+            MetricKind::Mean | MetricKind::Ratio => power::z_sum(alpha, MDE_POWER)
+                .and_then(|z| power::mde_mean_sd(control_arm.m, control_arm.sd, n_min, z)),
+        };
     }
     if mismatch {
         return recommendation;
@@ -551,13 +560,108 @@ mod tests {
             let err = analyze(&request).unwrap_err();
             assert_eq!(err.field(), Some(field), "{err}");
         }
-        let mut zero_share = two_arm(metric());
-        if let Some(v) = zero_share.variants.get_mut(0) {
+        let mut negative_share = two_arm(metric());
+        if let Some(v) = negative_share.variants.get_mut(0) {
+            v.expected_share = -1.0;
+        }
+        assert_eq!(
+            analyze(&negative_share).unwrap_err().to_string(),
+            "variants[0].expectedShare: -1 is not a non-negative number"
+        );
+        let mut no_share = two_arm(metric());
+        for v in &mut no_share.variants {
             v.expected_share = 0.0;
         }
         assert_eq!(
-            analyze(&zero_share).unwrap_err().to_string(),
-            "variants[0].expectedShare: 0 is not a positive number"
+            analyze(&no_share).unwrap_err().field(),
+            Some("variants[0].expectedShare")
+        );
+    }
+
+    /// control and treatment at 50% each, plus `ramp` at 0% with `ramp_units` units.
+    fn with_zero_share_variant(ramp_units: u64, ramp_conversions: u64) -> AnalysisRequest {
+        AnalysisRequest::new(
+            vec![
+                VariantInput::new("control", 10_000).with_expected_share(0.5),
+                VariantInput::new("ramp", ramp_units).with_expected_share(0.0),
+                VariantInput::new("treatment", 10_000).with_expected_share(0.5),
+            ],
+            vec![
+                MetricInput::new("conversion", MetricKind::Proportion)
+                    .with_data("control", SufficientStats::proportion(10_000, 1_000))
+                    .with_data(
+                        "ramp",
+                        SufficientStats::proportion(ramp_units, ramp_conversions),
+                    )
+                    .with_data("treatment", SufficientStats::proportion(10_000, 1_150)),
+                MetricInput::new("watchTime", MetricKind::Mean)
+                    .with_data("control", SufficientStats::mean(10_000, 3e5, 1.0e7))
+                    .with_data(
+                        "ramp",
+                        SufficientStats::mean(
+                            ramp_units,
+                            30.0 * ramp_units as f64,
+                            1e3 * ramp_units as f64,
+                        ),
+                    )
+                    .with_data("treatment", SufficientStats::mean(10_000, 3.1e5, 1.07e7)),
+            ],
+        )
+    }
+
+    #[test]
+    fn a_zero_share_variant_without_units_leaves_the_analysis_alone() {
+        let report = analyze(&with_zero_share_variant(0, 0)).unwrap();
+        // the empty 0% arm leaves the chi-square test: 10 000 vs 10 000 at 50/50
+        assert_eq!(report.srm.p_value, 1.0);
+        assert!(!report.srm.mismatch);
+        // its figures are null, never NaN
+        let json = serde_json::to_value(&report).unwrap();
+        let ramp = &json["variants"][1]["metrics"];
+        for metric in ["conversion", "watchTime"] {
+            for field in [
+                "value",
+                "ciLower",
+                "ciUpper",
+                "difference",
+                "lift",
+                "pValue",
+            ] {
+                assert!(ramp[metric][field].is_null(), "{metric}.{field}: {ramp}");
+            }
+            assert_eq!(ramp[metric]["significant"], false);
+        }
+        // the treatment's analysis is that of the same experiment without the 0% arm
+        let mut two = with_zero_share_variant(0, 0);
+        two.variants.remove(1);
+        for metric in &mut two.metrics {
+            metric.data.remove("ramp");
+        }
+        let without = analyze(&two).unwrap();
+        assert_eq!(report.variants[2], without.variants[1]);
+        assert_eq!(report.recommendation, without.recommendation);
+        assert_eq!(report.recommendation.winner.as_deref(), Some("treatment"));
+    }
+
+    #[test]
+    fn a_unit_in_a_zero_share_variant_is_a_mismatch() {
+        let report = analyze(&with_zero_share_variant(50, 5)).unwrap();
+        assert_eq!(report.srm.p_value, 0.0);
+        assert!(report.srm.mismatch);
+        assert_eq!(report.recommendation.winner, None);
+        // the 0% arm's own data is analysed as usual
+        let ramp = &report.variants[1].metrics[0];
+        assert_eq!(ramp.value, Some(0.1));
+        let c = ramp.comparison.as_ref().unwrap();
+        assert!(c.p_value.is_some() && c.chance_to_beat_control.is_some());
+        // a 0% variant with no unit must not claim conversions
+        let mut bad = with_zero_share_variant(0, 0);
+        if let Some(d) = bad.metrics[1].data.get_mut("ramp") {
+            d.sum = 3.0;
+        }
+        assert_eq!(
+            analyze(&bad).unwrap_err().to_string(),
+            "metrics[1].data.ramp.sum: 3 is not 0, but count is 0"
         );
     }
 

@@ -203,13 +203,25 @@ pub fn minimum_detectable_effect_mean(
         return Err(invalid("sampleSize", "0 is not positive"));
     }
     let (za, zb) = check_alpha_power(alpha, power)?;
-    if mean == 0.0 {
-        return Ok(None);
+    Ok(mde_mean_sd(mean, variance.sqrt(), sample_size, za + zb))
+}
+
+/// [`minimum_detectable_effect_mean`] from the unit standard deviation and z₁₋α/₂ + z_power,
+/// as (z₁₋α/₂ + z_power)·√(2/n)·(σ/|μ|): no σ² or product with it that could leave the range
+/// of a double at extreme magnitudes.
+pub(crate) fn mde_mean_sd(mean: f64, sd: f64, sample_size: u64, z_sum: f64) -> Option<f64> {
+    if mean == 0.0 || sample_size == 0 {
+        return None;
     }
     #[allow(clippy::cast_precision_loss)]
     let n = sample_size as f64;
-    let mde = ((za + zb) * (za + zb) * 2.0 * variance / n).sqrt() / mean.abs();
-    Ok(Some(mde).filter(|x| x.is_finite()))
+    let mde = z_sum * (2.0 / n).sqrt() * (sd / mean.abs());
+    Some(mde).filter(|x| x.is_finite())
+}
+
+/// z₁₋α/₂ + z_power for the report's own MDE; `None` for α or power outside (0, 1).
+pub(crate) fn z_sum(alpha: f64, power: f64) -> Option<f64> {
+    check_alpha_power(alpha, power).ok().map(|(za, zb)| za + zb)
 }
 
 #[cfg(test)]

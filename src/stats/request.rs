@@ -3,9 +3,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-use super::error::StatsError;
 
 /// How a metric's per-unit values are summarised and compared.
 ///
@@ -412,120 +409,11 @@ impl AnalysisRequest {
         self.srm_threshold = threshold;
         self
     }
-
-    /// Parses a request from JSON text, naming the offending field in any error.
-    ///
-    /// # Errors
-    ///
-    /// [`StatsError::Json`] for text that is not JSON; [`StatsError::InvalidField`] for a field
-    /// of the wrong type, a missing required field, an unknown metric kind or an unknown field in
-    /// a metric's data.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use abkit::stats::AnalysisRequest;
-    ///
-    /// let request = AnalysisRequest::from_json(r#"{
-    ///   "variants": [{"id": "a", "participants": 10, "expectedShare": 1},
-    ///                {"id": "b", "participants": 10, "expectedShare": 1}],
-    ///   "metrics": [{"name": "m", "kind": "proportion",
-    ///                "data": {"a": {"count": 10, "sum": 1}, "b": {"count": 10, "sum": 2}}}]
-    /// }"#)?;
-    /// assert_eq!(request.variants.len(), 2);
-    ///
-    /// let err = AnalysisRequest::from_json(r#"{"variants": [], "metrics": [{"name": "m", "kind": "median", "data": {}}]}"#)
-    ///     .unwrap_err();
-    /// assert_eq!(err.field(), Some("metrics[0].kind"));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn from_json(text: &str) -> Result<Self, StatsError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| StatsError::Json {
-            message: e.to_string(),
-        })?;
-        Self::from_value(value)
-    }
-
-    /// Converts an already parsed JSON value, naming the offending field in any error.
-    ///
-    /// # Errors
-    ///
-    /// As [`AnalysisRequest::from_json`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let value = serde_json::json!({"variants": [], "metrics": []});
-    /// let request = abkit::stats::AnalysisRequest::from_value(value)?;
-    /// assert!(request.metrics.is_empty());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn from_value(value: Value) -> Result<Self, StatsError> {
-        super::parse::request_from_value(value)
-    }
 }
 
 #[cfg(test)]
-#[allow(clippy::excessive_precision)] // reference values are quoted with all their digits
 mod tests {
     use super::*;
-
-    #[test]
-    fn defaults_follow_the_contract() {
-        let r = AnalysisRequest::from_json(r#"{"variants": [], "metrics": [], "sequential": {}}"#)
-            .unwrap();
-        assert_eq!(r.confidence_level, 0.95);
-        assert_eq!(r.srm_threshold, 0.001);
-        assert_eq!(r.correction, Correction::None);
-        assert_eq!(
-            r.sequential,
-            Some(SequentialSettings {
-                tuning_parameter: 5000.0
-            })
-        );
-        let serde_way: AnalysisRequest =
-            serde_json::from_str(r#"{"variants": [], "metrics": [], "sequential": null}"#).unwrap();
-        assert_eq!(serde_way.sequential, None);
-        assert_eq!(serde_way.confidence_level, 0.95);
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        let cases = [
-            (
-                r#"{"variants": [{"id": "a"}], "metrics": []}"#,
-                "variants[0]",
-            ),
-            (
-                r#"{"variants": [], "metrics": [{"name": "m", "kind": "x", "data": {}}]}"#,
-                "metrics[0].kind",
-            ),
-            (
-                r#"{"variants": [], "metrics": [{"name": "m", "kind": "mean", "data": {"a": {"count": -2, "sum": 1}}}]}"#,
-                "metrics[0].data.a.count",
-            ),
-            (
-                r#"{"variants": [], "metrics": [{"name": "m", "kind": "mean", "data": {"a": {"count": 2, "sum": 1, "sumSquare": 3}}}]}"#,
-                "metrics[0].data.a.sumSquare",
-            ),
-            (
-                r#"{"variants": [], "metrics": [], "confidenceLevel": "high"}"#,
-                "confidenceLevel",
-            ),
-            (
-                r#"{"variants": [], "metrics": [], "correction": "bonferroni"}"#,
-                "correction",
-            ),
-        ];
-        for (text, field) in cases {
-            let err = AnalysisRequest::from_json(text).unwrap_err();
-            assert_eq!(err.field(), Some(field), "{text}: {err}");
-        }
-        assert!(matches!(
-            AnalysisRequest::from_json("{"),
-            Err(StatsError::Json { .. })
-        ));
-    }
 
     #[test]
     fn kinds_serialize_lowercase() {
