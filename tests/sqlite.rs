@@ -382,6 +382,49 @@ fn newer_schema_is_refused_and_the_file_is_not_modified() {
 }
 
 #[test]
+fn a_text_schema_version_or_a_dropped_table_is_classified() {
+    let path = temp_db("text-version");
+    drop(SqliteStorage::open(&path).unwrap());
+    raw(&path)
+        .execute("UPDATE abkit_schema SET version = 'two'", [])
+        .unwrap();
+    for err in [
+        SqliteStorage::open(&path).unwrap_err(),
+        SqliteStorage::open_read_only(&path).unwrap_err(),
+    ] {
+        assert_eq!(
+            err,
+            StorageError::Schema(
+                "database schema version is Text(\"two\"), expected an integer".into()
+            )
+        );
+    }
+    remove_db(&path);
+
+    let path = temp_db("dropped");
+    {
+        let s = SqliteStorage::open(&path).unwrap();
+        fill(&s);
+    }
+    raw(&path).execute_batch("DROP TABLE abkit_units").unwrap();
+    for err in [
+        SqliteStorage::open(&path).unwrap_err(),
+        SqliteStorage::open_read_only(&path).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, StorageError::Corrupt(m) if m.ends_with("has no table abkit_units")),
+            "{err:?}"
+        );
+    }
+    // Nothing else was touched.
+    let n: i64 = raw(&path)
+        .query_row("SELECT COUNT(*) FROM abkit_records", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2);
+    remove_db(&path);
+}
+
+#[test]
 fn random_bytes_are_corrupt_and_left_alone() {
     let path = temp_db("random");
     // Deterministic junk (a fixed LCG), longer than a SQLite header.
