@@ -277,6 +277,79 @@ fn version_1_fixture_is_migrated_and_keeps_its_data() {
     remove_db(&path);
 }
 
+/// The data `tests/data/sqlite/v2.sql` holds (written by the v2 code), as this store reads it.
+fn check_v2_fixture(s: &SqliteStorage) {
+    let exp = s
+        .get_record(RecordKind::Experiment, "exp_v2")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (exp.version, exp.body),
+        (2, json!({"name": "Made by schema v2", "status": "running"}))
+    );
+    let flag = s.get_record(RecordKind::Flag, "flag_a").unwrap().unwrap();
+    assert_eq!(flag.unique_key.as_deref(), Some("proj/prod/checkout"));
+    assert_eq!(s.list_records(RecordKind::Audience).unwrap().len(), 1);
+    let u1 = s.unit_state("exp_v2", "usr_1").unwrap().unwrap();
+    assert_eq!((u1.variant, u1.excluded), (1, false));
+    assert_eq!(u1.value(0).numerator, 1.0);
+    assert_eq!(u1.value(1).numerator, 0.0, "v2 dropped the revenue event");
+    let u2 = s.unit_state("exp_v2", "usr_2").unwrap().unwrap();
+    assert_eq!(u2.exposed_at.unix_millis(), 1_700_000_000_000);
+    assert_eq!(
+        (u2.value(1).numerator, u2.value(1).covariate),
+        (10.0, Some(3.0))
+    );
+    assert_eq!((u2.value(2).numerator, u2.value(2).denominator), (3.0, 4.0));
+    assert_eq!(u2.value(40).numerator, 2.0);
+    assert!(s.unit_state("exp_v2", "usr_3").unwrap().unwrap().excluded);
+    assert_eq!(s.unit_state("exp_v2", "usr_4").unwrap().unwrap().variant, 0);
+    let t = s.totals("exp_v2").unwrap();
+    let (v0, v1) = (t.variant(0), t.variant(1));
+    assert_eq!((v0.participants, v1.participants), (2, 1));
+    let m = v0.metrics[1];
+    assert_eq!(
+        (
+            m.sum,
+            m.sum_squares,
+            m.covariate_sum,
+            m.covariate_sum_products,
+            m.covariate_count
+        ),
+        (10.0, 100.0, 3.0, 30.0, 1)
+    );
+    assert_eq!(
+        (
+            v0.metrics[2].denominator_sum,
+            v0.metrics[2].sum_products,
+            v0.metrics[40].sum
+        ),
+        (4.0, 12.0, 2.0)
+    );
+    assert_eq!((v1.metrics[0].sum, v1.metrics[0].sum_squares), (1.0, 1.0));
+    assert_eq!(
+        s.sticky_assignments("usr_1").unwrap(),
+        [("exp_v2".to_owned(), "treatment".to_owned())]
+    );
+}
+
+#[test]
+fn version_2_fixture_opens_and_keeps_its_data() {
+    let path = temp_db("v2");
+    std::fs::copy("tests/data/sqlite/v2.sqlite", &path).unwrap();
+    assert_eq!(schema_version(&path), 2);
+    let s = SqliteStorage::open(&path).unwrap();
+    check_v2_fixture(&s);
+    // Event ids stored by v2 still de-duplicate.
+    assert_eq!(
+        s.apply_event(&ev("exp_v2", "usr_2", Some("ord_2"), value(7.25)))
+            .unwrap(),
+        EventOutcome::DuplicateEventId
+    );
+    drop(s);
+    remove_db(&path);
+}
+
 #[test]
 fn newer_schema_is_refused_and_the_file_is_not_modified() {
     let path = temp_db("newer");
@@ -305,6 +378,49 @@ fn newer_schema_is_refused_and_the_file_is_not_modified() {
         before,
         "nothing was modified"
     );
+    remove_db(&path);
+}
+
+#[test]
+fn a_text_schema_version_or_a_dropped_table_is_classified() {
+    let path = temp_db("text-version");
+    drop(SqliteStorage::open(&path).unwrap());
+    raw(&path)
+        .execute("UPDATE abkit_schema SET version = 'two'", [])
+        .unwrap();
+    for err in [
+        SqliteStorage::open(&path).unwrap_err(),
+        SqliteStorage::open_read_only(&path).unwrap_err(),
+    ] {
+        assert_eq!(
+            err,
+            StorageError::Schema(
+                "database schema version is Text(\"two\"), expected an integer".into()
+            )
+        );
+    }
+    remove_db(&path);
+
+    let path = temp_db("dropped");
+    {
+        let s = SqliteStorage::open(&path).unwrap();
+        fill(&s);
+    }
+    raw(&path).execute_batch("DROP TABLE abkit_units").unwrap();
+    for err in [
+        SqliteStorage::open(&path).unwrap_err(),
+        SqliteStorage::open_read_only(&path).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, StorageError::Corrupt(m) if m.ends_with("has no table abkit_units")),
+            "{err:?}"
+        );
+    }
+    // Nothing else was touched.
+    let n: i64 = raw(&path)
+        .query_row("SELECT COUNT(*) FROM abkit_records", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2);
     remove_db(&path);
 }
 

@@ -144,12 +144,23 @@ pub struct SqliteStorage {
 /// Maps a SQLite failure to the crate's error.
 fn map_err(e: rusqlite::Error) -> StorageError {
     match e.sqlite_error_code() {
+        // Every SQLITE_READONLY_* extended code (a read-only file, directory or mount, a
+        // read-only connection) has the primary code READONLY.
         Some(ErrorCode::ReadOnly) => StorageError::ReadOnly(e.to_string()),
         Some(ErrorCode::DiskFull) => StorageError::Full(e.to_string()),
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
             StorageError::Corrupt(e.to_string())
         }
-        _ => StorageError::Backend(e.to_string()),
+        _ => {
+            let m = e.to_string();
+            // One of abkit's tables or columns is gone (dropped behind the store's back): the
+            // file is not what abkit wrote. SQLite reports it as a generic error.
+            if m.contains("no such table: abkit_") || m.contains("no such column") {
+                StorageError::Corrupt(m)
+            } else {
+                StorageError::Backend(m)
+            }
+        }
     }
 }
 
@@ -204,9 +215,12 @@ impl SqliteStorage {
     ///
     /// # Errors
     ///
-    /// [`StorageError::Corrupt`] for a file that is not a SQLite database or one holding
-    /// other tables; [`StorageError::Schema`] for a database written by a newer abkit (nothing
-    /// is modified); [`StorageError::Backend`] when the file cannot be opened.
+    /// [`StorageError::Corrupt`] for a file that is not a SQLite database, one holding other
+    /// tables or one missing some of abkit's; [`StorageError::Schema`] for a database written
+    /// by a newer abkit or with an invalid schema version (nothing is modified);
+    /// [`StorageError::ReadOnly`] when the file, its directory or its file system refuses
+    /// writes (use [`open_read_only`](Self::open_read_only)); [`StorageError::Backend`] when the
+    /// file cannot be opened.
     ///
     /// # Examples
     ///
@@ -247,11 +261,31 @@ impl SqliteStorage {
         path: impl AsRef<Path>,
         options: &SqliteOptions,
     ) -> Result<SqliteStorage, StorageError> {
-        let path = path.as_ref();
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        SqliteStorage::open_writer_with_flags(
+            path.as_ref(),
+            options,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+    }
+
+    /// [`open_with`](Self::open_with), its writing connection opened with `flags`.
+    fn open_writer_with_flags(
+        path: &Path,
+        options: &SqliteOptions,
+        flags: OpenFlags,
+    ) -> Result<SqliteStorage, StorageError> {
         let mut writer = Connection::open_with_flags(path, flags).map_err(|e| open_err(path, e))?;
+        // Asked to read and write a file the OS refuses to write (a read-only file, directory
+        // or mount), SQLite opens it read-only without an error; every write would then fail.
+        if writer.is_readonly(rusqlite::MAIN_DB).map_err(map_err)? {
+            return Err(StorageError::ReadOnly(format!(
+                "{} cannot be opened for writing (the file, its directory or its file system \
+                 is read-only): open it with open_read_only",
+                path.display()
+            )));
+        }
         configure(&writer, options)?;
         schema::prepare(&mut writer, enable_wal)?;
         set_synchronous(&writer, options.synchronous)?;
@@ -953,6 +987,78 @@ mod tests {
             e(ErrorCode::DatabaseBusy),
             StorageError::Backend("m".into())
         );
+    }
+
+    /// On a read-only file, directory or mount SQLite opens a read-write connection read-only
+    /// without an error (as it does for `mode=ro`): the store must say so, not open.
+    #[test]
+    fn a_file_that_refuses_writes_is_read_only() {
+        let path = temp_path("ro-fallback");
+        drop(SqliteStorage::open(&path).unwrap());
+        // What SQLite hands back for such a file: a read-only connection.
+        let err = SqliteStorage::open_writer_with_flags(
+            &path,
+            &SqliteOptions::default(),
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, StorageError::ReadOnly(m) if m.contains("open_read_only")),
+            "{err:?}"
+        );
+        // A write through a read-only connection (`mode=ro`) is classified ReadOnly too.
+        let uri = format!("file:{}?mode=ro", path.display());
+        let conn = Connection::open_with_flags(
+            &uri,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap();
+        assert!(conn.is_readonly(rusqlite::MAIN_DB).unwrap());
+        let write = conn
+            .execute("DELETE FROM abkit_sticky", [])
+            .map_err(map_err)
+            .unwrap_err();
+        assert!(matches!(write, StorageError::ReadOnly(_)), "{write:?}");
+        drop(conn);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    #[test]
+    fn a_table_dropped_while_open_is_corrupt() {
+        let store = SqliteStorage::open_in_memory().unwrap();
+        lock(&store.writer)
+            .execute_batch("DROP TABLE abkit_units")
+            .unwrap();
+        assert!(matches!(
+            store.unit_state("e", "u"),
+            Err(StorageError::Corrupt(m)) if m.contains("abkit_units")
+        ));
+        let expose = crate::storage::UnitEventKind::Exposure {
+            variant: 0,
+            excluded: false,
+        };
+        let e = UnitEvent {
+            experiment: "e",
+            unit: "u",
+            event_id: None,
+            at: Timestamp::from_unix_millis(0),
+            kind: expose,
+        };
+        assert!(matches!(
+            store.apply_events(&[e]),
+            Err(StorageError::Corrupt(_))
+        ));
+        // Other generic errors stay Backend.
+        let other = map_err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error {
+                code: ErrorCode::Unknown,
+                extended_code: 1,
+            },
+            Some("near \"x\": syntax error".into()),
+        ));
+        assert!(matches!(other, StorageError::Backend(_)));
     }
 
     #[test]

@@ -59,6 +59,16 @@ CREATE TABLE abkit_sticky (
 ) WITHOUT ROWID;
 ";
 
+/// The tables of every version.
+const TABLES: [&str; 6] = [
+    "abkit_schema",
+    "abkit_records",
+    "abkit_units",
+    "abkit_event_ids",
+    "abkit_totals",
+    "abkit_sticky",
+];
+
 /// Version 1 to 2: the unique index on the records' unique keys.
 const V2_INDEX: &str = "CREATE UNIQUE INDEX abkit_records_unique_key \
      ON abkit_records (kind, unique_key) WHERE unique_key IS NOT NULL;";
@@ -94,16 +104,33 @@ fn inspect(conn: &Connection) -> Result<Found, StorageError> {
     }
     let version = conn
         .query_row("SELECT version FROM abkit_schema WHERE id = 1", [], |r| {
-            r.get::<_, i64>(0)
+            r.get::<_, rusqlite::types::Value>(0)
         })
         .optional()
         .map_err(map_err)?;
-    match version {
-        Some(v) => Ok(Found::Version(v)),
-        None => Err(StorageError::Corrupt(
-            "table abkit_schema has no version row".into(),
-        )),
+    let version = match version {
+        Some(rusqlite::types::Value::Integer(v)) => v,
+        Some(other) => {
+            return Err(StorageError::Schema(format!(
+                "database schema version is {other:?}, expected an integer"
+            )));
+        }
+        None => {
+            return Err(StorageError::Corrupt(
+                "table abkit_schema has no version row".into(),
+            ));
+        }
+    };
+    // Every version has the same tables; one missing (dropped) is damage, found now rather
+    // than as a failure of some later call.
+    if (1..=CURRENT_VERSION).contains(&version)
+        && let Some(missing) = TABLES.iter().find(|t| !names.iter().any(|n| n == *t))
+    {
+        return Err(StorageError::Corrupt(format!(
+            "abkit database (schema version {version}) has no table {missing}"
+        )));
     }
+    Ok(Found::Version(version))
 }
 
 /// Refuses what cannot be opened at all: a foreign database, a newer or unknown schema.
@@ -270,6 +297,42 @@ mod tests {
                 "not an abkit database: it has tables [\"users\"] and no abkit_schema table".into()
             )
         );
+    }
+
+    #[test]
+    fn a_version_that_is_not_an_integer_is_a_schema_error() {
+        let mut conn = v1();
+        conn.execute("UPDATE abkit_schema SET version = 'two'", [])
+            .unwrap();
+        let err = prepare(&mut conn, |_| panic!("must not be called")).unwrap_err();
+        assert_eq!(
+            err,
+            StorageError::Schema(
+                "database schema version is Text(\"two\"), expected an integer".into()
+            )
+        );
+        assert!(matches!(
+            check_read_only(&conn),
+            Err(StorageError::Schema(_))
+        ));
+    }
+
+    #[test]
+    fn a_dropped_table_is_corrupt() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        prepare(&mut conn, |_| Ok(())).unwrap();
+        conn.execute_batch("DROP TABLE abkit_units").unwrap();
+        let err = prepare(&mut conn, |_| panic!("must not be called")).unwrap_err();
+        assert_eq!(
+            err,
+            StorageError::Corrupt(format!(
+                "abkit database (schema version {CURRENT_VERSION}) has no table abkit_units"
+            ))
+        );
+        assert!(matches!(
+            check_read_only(&conn),
+            Err(StorageError::Corrupt(_))
+        ));
     }
 
     #[test]
