@@ -23,6 +23,24 @@ pub(crate) struct Settings {
 ///
 /// ν = (v_T/n_T + v_C/n_C)² / ((v_T/n_T)²/(n_T − 1) + (v_C/n_C)²/(n_C − 1))
 /// (Welch 1947; `scipy.stats.ttest_ind_from_stats(equal_var=False)`).
+impl Comparison {
+    /// A comparison with every figure undefined (`null`) and nothing significant.
+    fn undefined() -> Comparison {
+        Comparison {
+            difference: None,
+            difference_ci_lower: None,
+            difference_ci_upper: None,
+            lift: None,
+            lift_ci_lower: None,
+            lift_ci_upper: None,
+            p_value: None,
+            adjusted_p_value: None,
+            significant: false,
+            chance_to_beat_control: None,
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn welch_df(v_t: f64, n_t: f64, v_c: f64, n_c: f64) -> f64 {
     welch_df_se((v_t / n_t).sqrt(), n_t, (v_c / n_c).sqrt(), n_c)
@@ -62,18 +80,7 @@ pub(crate) fn compare(
 ) -> Comparison {
     if control.n == 0.0 || treatment.n == 0.0 {
         // a 0% variant without data on either side: nothing to compare
-        return Comparison {
-            difference: None,
-            difference_ci_lower: None,
-            difference_ci_upper: None,
-            lift: None,
-            lift_ci_lower: None,
-            lift_ci_upper: None,
-            p_value: None,
-            adjusted_p_value: None,
-            significant: false,
-            chance_to_beat_control: None,
-        };
+        return Comparison::undefined();
     }
     let cuped = match (control.covariate, treatment.covariate) {
         (Some(cc), Some(tc)) => Some((cc, tc, cuped::theta((control, &cc), (treatment, &tc)))),
@@ -123,15 +130,8 @@ pub(crate) fn compare(
 
     let mut out = Comparison {
         difference: finite(d),
-        difference_ci_lower: None,
-        difference_ci_upper: None,
         lift,
-        lift_ci_lower: None,
-        lift_ci_upper: None,
-        p_value: None,
-        adjusted_p_value: None,
-        significant: false,
-        chance_to_beat_control: None,
+        ..Comparison::undefined()
     };
     if !(se.is_finite() && se > 0.0 && d.is_finite()) {
         return out;
