@@ -134,8 +134,8 @@ fn assign(c: &mut Criterion) {
             "name": format!("bench {variants}"), "variants": variant_list, "traffic": traffic
         }))
         .expect("valid experiment");
-        let e = lab.create_experiment(new).expect("created");
-        lab.start(e.id().as_str()).expect("started");
+        let e = lab.experiments().create(new).expect("created");
+        lab.experiments().start(e.id().as_str()).expect("started");
         let compiled = lab.compiled_experiment(e.id().as_str()).expect("compiled");
         for len in UNIT_LENGTHS {
             let contexts: Vec<abkit::Context> = unit_ids(len, UNIT_COUNT)

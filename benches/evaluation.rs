@@ -63,16 +63,17 @@ fn lab(extra: usize) -> Lab {
             "rules": [{"id": "r1", "condition": {"country": {"$in": ["DE", "FR"]}}, "value": values[0]}]
         }))
         .expect("flag");
-        let flag = lab.create_flag(new).expect("created");
+        let flag = lab.flags().create(new).expect("created");
         let exp: NewExperiment = serde_json::from_value(json!({
             "name": "exp", "environment": "production", "traffic": 0.5,
             "variants": [{"key": "a", "value": values[0], "percentage": 50}, {"key": "b", "value": values[1], "percentage": 50}]
         }))
         .expect("experiment");
         let e = lab
-            .create_flag_experiment(flag.id.as_str(), exp)
+            .flags()
+            .create_experiment(flag.id.as_str(), exp)
             .expect("attached");
-        lab.start(e.id().as_str()).expect("started");
+        lab.experiments().start(e.id().as_str()).expect("started");
     }
     lab
 }

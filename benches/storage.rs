@@ -144,7 +144,8 @@ fn lab_batches(c: &mut Criterion) {
     let store = Arc::new(SqliteStorage::open(&path).expect("open"));
     let lab = Lab::builder().storage(store.clone()).build().expect("lab");
     let exp = lab
-        .create_experiment(NewExperiment {
+        .experiments()
+        .create(NewExperiment {
             name: "Storage bench".into(),
             variants: vec![
                 NewVariant::named("control", "Control"),
@@ -155,7 +156,7 @@ fn lab_batches(c: &mut Criterion) {
         })
         .expect("create");
     let id = exp.id().as_str().to_owned();
-    lab.start(&id).expect("start");
+    lab.experiments().start(&id).expect("start");
     let units: Vec<String> = (0..POOL).map(|i| format!("usr_{i:08}")).collect();
     enrol(&*store, &id, &units);
 
@@ -172,7 +173,7 @@ fn lab_batches(c: &mut Criterion) {
                 .iter()
                 .map(|u| TrackEvent::value(&id, u, "watchTime", 3.0))
                 .collect();
-            black_box(lab.track_batch(&batch).expect("track"))
+            black_box(lab.events().track_batch(&batch).expect("track"))
         });
     });
     group.finish();

@@ -37,9 +37,9 @@ fn setup_with(units: usize) -> (Lab, String, Vec<TrackEvent>) {
         "name": "bench", "variants": [{"id": "a"}, {"id": "b"}], "metrics": ["conversion"]
     }))
     .expect("valid");
-    let e = lab.create_experiment(new).expect("created");
+    let e = lab.experiments().create(new).expect("created");
     let id = e.id().to_string();
-    lab.start(&id).expect("started");
+    lab.experiments().start(&id).expect("started");
     let events: Vec<TrackEvent> = (0..units)
         .map(|i| {
             let unit = format!("user-{i:09}");
@@ -61,7 +61,7 @@ fn single(c: &mut Criterion) {
             let mut i = 0;
             b.iter(|| {
                 i = (i + 1) % events.len();
-                black_box(lab.track(black_box(&events[i])).ok())
+                black_box(lab.events().track(black_box(&events[i])).ok())
             });
         });
     }
@@ -70,7 +70,7 @@ fn single(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % UNITS;
-            black_box(lab.track(black_box(&events[i])).ok())
+            black_box(lab.events().track(black_box(&events[i])).ok())
         });
     });
     // The same events, but each one's strings freshly in cache (as a just-parsed request's
@@ -85,7 +85,7 @@ fn single(c: &mut Criterion) {
             hot.unit_id.clear();
             hot.unit_id
                 .push_str(std::str::from_utf8(&arena[i * width..(i + 1) * width]).unwrap_or(""));
-            black_box(lab.track(black_box(&hot)).ok())
+            black_box(lab.events().track(black_box(&hot)).ok())
         });
     });
     // Batched ingestion: 1 000 conversions per `track_batch` call (one storage call, each shard
@@ -97,7 +97,8 @@ fn single(c: &mut Criterion) {
             start = (start + 1_000) % UNITS;
             let end = (start + 1_000).min(UNITS);
             black_box(
-                lab.track_batch(black_box(&events[start..end]))
+                lab.events()
+                    .track_batch(black_box(&events[start..end]))
                     .map(|o| o.len())
                     .ok(),
             )
@@ -145,7 +146,7 @@ fn single(c: &mut Criterion) {
                             let share = UNITS / n;
                             for k in 0..per_thread {
                                 let e = &events[t * share + k % share];
-                                black_box(lab.track(e).ok());
+                                black_box(lab.events().track(e).ok());
                             }
                         });
                     }

@@ -13,8 +13,10 @@ use rand::{RngExt, SeedableRng};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lab = Lab::new();
-    let exp = lab.create_experiment(serde_json::from_str::<NewExperiment>(
-        r#"{
+    let exp = lab
+        .experiments()
+        .create(serde_json::from_str::<NewExperiment>(
+            r#"{
           "name": "Engagement weight test",
           "description": "Testing higher engagement weight in ranking",
           "type": "ranking",
@@ -28,9 +30,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
           ],
           "metrics": ["completionRate", "watchTime", "sessionsPerUser"]
         }"#,
-    )?)?;
+        )?)?;
     let id = exp.id().as_str();
-    lab.start(id)?;
+    lab.experiments().start(id)?;
 
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
     let mut simulate = |lab: &Lab, from: usize, to: usize| -> Result<(), abkit::Error> {
@@ -56,15 +58,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 };
                 let mut e = TrackEvent::value(id, &user, "completionRate", completed);
                 e.denominator = Some(1.0);
-                lab.track(&e)?;
+                lab.events().track(&e)?;
             }
-            lab.track(&TrackEvent::value(
+            lab.events().track(&TrackEvent::value(
                 id,
                 &user,
                 "watchTime",
                 28.5 * lift * (0.5 + rng.random::<f64>()),
             ))?;
-            lab.track(&TrackEvent::value(
+            lab.events().track(&TrackEvent::value(
                 id,
                 &user,
                 "sessionsPerUser",
@@ -75,27 +77,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     simulate(&lab, 0, 40_000)?;
     // No harm seen at 20%: ramp to 30% while running. Enrolled viewers keep their variant.
-    lab.ramp(id, 0.30)?;
+    lab.experiments().ramp(id, 0.30)?;
     simulate(&lab, 40_000, 80_000)?;
 
-    let results = lab.analyze(id, &AnalysisOptions::default())?;
+    let results = lab.reports().analyze(id, &AnalysisOptions::default())?;
     println!(
         "GET /v1/experiments/{id}/results\n{}\n",
         serde_json::to_string_pretty(&results)?
     );
 
     let winner = results.recommendation.winner.clone();
-    lab.stop(
+    lab.experiments().stop(
         id,
         StopRequest {
             winner: winner.clone(),
             reason: Some("Statistical significance reached".into()),
         },
     )?;
-    let after = lab.assign(
-        id,
-        &Context::new("someone_new").with_attribute("platform", "ios"),
-    )?;
+    let viewer = Context::new("someone_new").with_attribute("platform", "ios");
+    let after = lab.assign(id, &viewer)?;
     println!(
         "stopped with winner {:?}; a new iOS viewer now gets {:?} ({:?})",
         winner,

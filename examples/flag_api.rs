@@ -12,7 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lab = Lab::new();
 
     // Step 1: a string flag whose default is the control value (the API's body, as written).
-    let flag = lab.create_flag(serde_json::from_str::<NewFlag>(
+    let flag = lab.flags().create(serde_json::from_str::<NewFlag>(
         r#"{"project_id": "PROJECT_ID", "key": "checkout_flow", "name": "Checkout Flow",
             "flag_type": "string", "default_value": "control", "description": "Checkout flow A/B test"}"#,
     )?)?;
@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Step 2: attach an experiment; in draft, evaluation still returns the default value.
-    let exp = lab.create_flag_experiment(
+    let exp = lab.flags().create_experiment(
         flag.id.as_str(),
         serde_json::from_str::<NewExperiment>(
             r#"{"name": "Checkout Flow Test", "environment": "production",
@@ -41,11 +41,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Step 3: start; evaluation now returns the allocated variant, the same for the same user.
-    lab.start(exp.id().as_str())?;
+    lab.experiments().start(exp.id().as_str())?;
     let response = lab.evaluate_all("PROJECT_ID", "production", &ctx);
     println!(
         "step 3  evaluate response: {}",
-        serde_json::to_string(&response)?
+        serde_json::to_string(&abkit::wire::flag::EvaluateResponse(&response))?
     );
 
     // Step 4: users see their variant (exposure recorded), some convert; duplicates are ignored.
@@ -55,13 +55,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ctx = Context::new(user.as_str());
         let e = lab.evaluate("PROJECT_ID", "production", "checkout_flow", &ctx);
         if let Some(x) = e.exposure() {
-            lab.record_exposure(&x)?;
+            lab.events().record(&x)?;
         }
         served[usize::from(e.str_or("") == "new_checkout")] += 1;
         if i % 7 == 0 {
             let track = TrackEvent::conversion(exp.id().as_str(), &user);
-            lab.track(&track)?;
-            lab.track(&track)?; // counted once
+            lab.events().track(&track)?;
+            lab.events().track(&track)?; // counted once
         }
     }
     println!(
@@ -70,11 +70,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Step 5: results.
-    let counts = lab.get_experiment_with_counts(exp.id().as_str())?;
-    println!("step 5  {}", serde_json::to_string(&counts)?);
+    let counts = lab.reports().experiment_with_counts(exp.id().as_str())?;
+    println!(
+        "step 5  {}",
+        serde_json::to_string(&abkit::wire::flow::ExperimentPayload(counts))?
+    );
 
     // Step 6: stop with a winner and promote its value to the flag's default in one call.
-    lab.stop_flag_experiment(
+    lab.flags().stop_experiment(
         exp.id().as_str(),
         StopRequest {
             winner: Some("treatment".into()),

@@ -11,8 +11,10 @@ use abkit::{Audience, Context, Lab, ListQuery, NewExperiment, StopRequest, Track
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lab = Lab::new();
     // The audience the body names may be created after the experiment, but before it starts.
-    let exp = lab.create_experiment(serde_json::from_str::<NewExperiment>(
-        r#"{
+    let exp = lab
+        .experiments()
+        .create(serde_json::from_str::<NewExperiment>(
+            r#"{
           "name": "Onboarding Flow Test",
           "description": "Compare short vs. detailed onboarding",
           "type": "ab_test",
@@ -22,14 +24,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             {"name": "Detailed", "splitPercentage": 50, "flowId": "flow_b", "config": {}}
           ]
         }"#,
-    )?)?;
+        )?)?;
     let id = exp.id().as_str();
-    lab.put_audience(&Audience {
+    lab.targeting().put_audience(Audience {
         id: "aud_xyz".parse()?,
         name: "New users".into(),
         condition: serde_json::from_str(r#"{"signupDays": {"$lt": 7}}"#)?,
     })?;
-    lab.start(id)?;
+    lab.experiments().start(id)?;
 
     // Route 2 000 users: new users get a flow; the Detailed flow converts a little better.
     for i in 0..2_000 {
@@ -39,8 +41,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let Some(variant) = decision.variant() else {
             continue;
         };
-        if let Some(exposure) = decision.exposure(&ctx) {
-            lab.record_exposure(&exposure)?;
+        if let Some(exposure) = decision.exposure() {
+            lab.events().record(&exposure)?;
         }
         let rate = if variant.flow_id.as_deref() == Some("flow_b") {
             30
@@ -49,32 +51,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let converts = (i * 7_919) % 100 < rate;
         if converts {
-            lab.track(&TrackEvent::conversion(id, &user))?;
+            lab.events().track(&TrackEvent::conversion(id, &user))?;
         }
     }
 
-    let page = lab.list_experiments_with_counts(&ListQuery::default())?;
+    let page = lab.reports().list_with_counts(&ListQuery::default())?;
     println!(
         "GET /api/experiments\n{}\n",
-        serde_json::to_string_pretty(&page)?
+        serde_json::to_string_pretty(&abkit::wire::flow::experiments_page(page))?
     );
     println!(
         "GET /api/experiments/{id}/results\n{}\n",
-        serde_json::to_string_pretty(&lab.results(id)?)?
+        serde_json::to_string_pretty(&lab.reports().results(id)?)?
     );
     println!(
         "POST /api/experiments/{id}/compute-results\n{}\n",
-        serde_json::to_string_pretty(&lab.compute_results(id)?)?
+        serde_json::to_string_pretty(&lab.reports().compute_results(id)?)?
     );
 
-    lab.stop(
+    lab.experiments().stop(
         id,
         StopRequest {
             winner: None,
             reason: Some("enough data".into()),
         },
     )?;
-    let archived = lab.archive(id)?;
+    let archived = lab.experiments().archive(id)?;
     println!("stopped, then archived: status={}", archived.status());
     Ok(())
 }

@@ -21,8 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lab = Lab::builder().clock(clock.clone()).build()?;
 
     // 1. Create: the feed API's body, as written.
-    let exp = lab.create_experiment(serde_json::from_str::<NewExperiment>(
-        r#"{
+    let exp = lab
+        .experiments()
+        .create(serde_json::from_str::<NewExperiment>(
+            r#"{
           "name": "Checkout copy test",
           "description": "Does the new copy convert better without hurting watch time?",
           "type": "ab_test",
@@ -33,17 +35,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
           ],
           "metrics": ["conversion", {"name": "watchTime", "guardrail": true}]
         }"#,
-    )?)?;
+        )?)?;
     let id = exp.id().to_string();
     println!("created  {id}  {:?}  status={}", exp.name(), exp.status());
 
     // 2. List and start.
-    let page = lab.list_experiments(&ListQuery::default())?;
+    let page = lab.experiments().list(&ListQuery::default())?;
     println!(
         "listed   {} experiment(s), {} page(s)",
-        page.meta.total, page.meta.total_pages
+        page.total, page.total_pages
     );
-    let started = lab.start(&id)?;
+    let started = lab.experiments().start(&id)?;
     println!(
         "started  at {}",
         started
@@ -64,16 +66,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let treated = variant.as_str() == "new_copy";
             let p = if treated { 0.12 } else { 0.10 };
             if rng.random_bool(p) {
-                lab.track(&TrackEvent::conversion(&id, &user))?;
+                lab.events().track(&TrackEvent::conversion(&id, &user))?;
             }
             let minutes: f64 = 20.0 + 10.0 * rng.random::<f64>() + if treated { 0.3 } else { 0.0 };
-            lab.track(&TrackEvent::value(&id, &user, "watchTime", minutes))?;
+            lab.events()
+                .track(&TrackEvent::value(&id, &user, "watchTime", minutes))?;
         }
         clock.advance_millis(86_400_000);
     }
 
     // 4. Read the results.
-    let computed = lab.compute_results(&id)?;
+    let computed = lab.reports().compute_results(&id)?;
     println!(
         "\n{:<10} {:>8} {:>12} {:>10}",
         "variant", "users", "conversions", "rate"
@@ -88,7 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    let analysis = lab.analyze(&id, &AnalysisOptions::default())?;
+    let analysis = lab.reports().analyze(&id, &AnalysisOptions::default())?;
     println!(
         "\n{:<10} {:<11} {:>9} {:>9} {:>21} {:>9} {:>6}",
         "variant", "metric", "value", "lift", "lift 95% CI", "p-value", "sig."
@@ -131,7 +134,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 5. Stop with the recommended winner: everyone now gets it (a rollout).
     let winner = rec.winner.clone();
-    let stopped = lab.stop(
+    let stopped = lab.experiments().stop(
         &id,
         StopRequest {
             winner: winner.clone(),
@@ -139,7 +142,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     )?;
     println!("stopped  status={} winner={:?}", stopped.status(), winner);
-    let decision = lab.assign(&id, &Context::new("a_new_user"))?;
+    let new_user = Context::new("a_new_user");
+    let decision = lab.assign(&id, &new_user)?;
     println!(
         "a new user now gets {:?} ({:?})",
         decision.variant_key().map(|k| k.as_str()),

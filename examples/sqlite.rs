@@ -32,8 +32,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..ListQuery::default()
     };
     let existing = lab
-        .list_experiments(&query)?
-        .data
+        .experiments()
+        .list(&query)?
+        .items
         .into_iter()
         .find(|e| e.name() == NAME);
     let exp = match existing {
@@ -42,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             e
         }
         None => {
-            let e = lab.create_experiment(NewExperiment {
+            let e = lab.experiments().create(NewExperiment {
                 name: NAME.into(),
                 variants: vec![
                     NewVariant::named("control", "Blue"),
@@ -50,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ],
                 ..NewExperiment::default()
             })?;
-            let e = lab.start(e.id().as_str())?;
+            let e = lab.experiments().start(e.id().as_str())?;
             println!(
                 "created and started experiment {} in {}",
                 e.id(),
@@ -76,7 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let converts =
             n % 3 == 0 || (variant.as_ref().is_some_and(|v| v.as_str() == "green") && n % 10 == 1);
         if converts {
-            lab.track(&TrackEvent::conversion(id, &user))?;
+            lab.events().track(&TrackEvent::conversion(id, &user))?;
         }
     }
 

@@ -8,35 +8,39 @@
 //! use abkit::{Context, Lab, NewExperiment, NewVariant, StopRequest, TrackEvent};
 //!
 //! let lab = Lab::new();
-//! let exp = lab.create_experiment(NewExperiment {
+//! let exp = lab.experiments().create(NewExperiment {
 //!     name: "Checkout button colour".into(),
 //!     variants: vec![NewVariant::named("control", "Blue"), NewVariant::named("green", "Green")],
 //!     ..NewExperiment::default()
 //! })?;
 //! let id = exp.id().as_str();
-//! lab.start(id)?;
+//! lab.experiments().start(id)?;
 //!
 //! // Decide (pure, no I/O) and record the exposure the decision implies.
 //! let variant = lab.expose(id, &Context::new("usr_123"))?;
 //! assert!(variant.is_some());
-//! lab.track(&TrackEvent::conversion(id, "usr_123"))?;
+//! lab.events().track(&TrackEvent::conversion(id, "usr_123"))?;
 //!
-//! lab.stop(id, StopRequest { winner: Some("green".into()), reason: Some("shipped".into()) })?;
+//! lab.experiments().stop(id, StopRequest { winner: Some("green".into()), reason: Some("shipped".into()) })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Overview
 //!
-//! * **Control plane** — [`Lab`], the facade: experiments ([`NewExperiment`], [`Experiment`],
-//!   [`ExperimentPatch`]) through the lifecycle of [`Status`]; flags ([`NewFlag`], [`Flag`]);
-//!   audiences, saved groups, layers and a global holdout. Everything is validated and
-//!   persisted through [`storage::Storage`].
-//! * **Decision plane** — [`Lab::assign`] and [`Lab::evaluate`]: pure functions of a compiled
-//!   snapshot and a [`Context`]. The hashing is [`allocation`], fixed forever; targeting
-//!   conditions are [`targeting`].
-//! * **Event plane** — [`Lab::record_exposure`], [`Lab::track`], [`Lab::track_batch`]: folded
-//!   into per-variant sufficient statistics.
-//! * **Analysis plane** — [`stats`]: from sufficient statistics to a report.
+//! [`Lab`] composes four planes (see ARCHITECTURE.md for the rules between them):
+//!
+//! * **Control** — [`Lab::experiments`] ([`NewExperiment`], [`Experiment`], [`ExperimentPatch`])
+//!   through the lifecycle of [`Status`]; [`Lab::flags`] ([`NewFlag`], [`Flag`]);
+//!   [`Lab::targeting`]: audiences, saved groups, layers and a global holdout. Everything is
+//!   validated and persisted through [`storage::Storage`], returned as [`Versioned`].
+//! * **Decision** — [`Lab::assign`], [`Lab::peek`] and [`Lab::evaluate`]: pure functions of a
+//!   compiled snapshot and a [`Context`]. The hashing is [`allocation`], fixed forever;
+//!   targeting conditions are [`targeting`].
+//! * **Events** — [`Lab::events`]: exposures, conversions, values and covariates, folded into
+//!   per-variant sufficient statistics.
+//! * **Reports** — [`Lab::reports`]: counts, results and the analysis of [`stats`].
+//!
+//! The source APIs' payload shapes are [`wire`]'s.
 //!
 //! # Crate features
 //!
@@ -48,52 +52,54 @@
 #![warn(missing_debug_implementations)]
 
 pub mod allocation;
-mod assign;
-mod context;
+mod control;
+mod decision;
 mod error;
-mod flags;
+mod events;
 mod hashing;
 mod lab;
-mod lifecycle;
 mod model;
-mod results;
+mod reports;
 pub mod stats;
 pub mod storage;
 pub mod targeting;
 mod time;
-mod tracking;
+pub mod wire;
 
 pub use crate::allocation::{BucketRange, Traffic, Weight, Weights};
-pub use crate::assign::{Assignment, CompiledExperiment, Exposure, Holdout, Reason};
-pub use crate::context::{Context, KEY_ATTRIBUTES};
-pub use crate::error::{Error, ValidationError};
-pub use crate::flags::{
-    ErrorCode, EvaluateAllResponse, Evaluation, EvaluationReason, Flag, FlagPatch, FlagRule,
-    FlagType, FlagValue, NewFlag,
-};
-pub use crate::lab::{
-    Decision, ExposureHook, Lab, LabBuilder, ListQuery, Page, PageMeta, StopRequest,
-};
-pub use crate::lifecycle::{Operation, Status};
-pub use crate::model::config::{Audience, Layer, SavedGroup};
+pub use crate::control::codec::Versioned;
+pub use crate::control::experiments::{Experiments, StopRequest};
+pub use crate::control::flags::Flags;
+pub use crate::control::targeting::Targeting;
+pub use crate::control::{ListQuery, Page};
+pub use crate::decision::context::{Context, KEY_ATTRIBUTES};
+pub use crate::decision::experiment::{Assignment, CompiledExperiment, Exposure, Reason};
+pub use crate::decision::flag::{ErrorCode, EvaluateAllResponse, Evaluation};
+pub use crate::decision::{Decision, Peek};
+pub use crate::error::{Conflict, Error, Result, ValidationError};
+pub use crate::events::{Events, ExposureHook, TrackEvent};
+pub use crate::lab::{Lab, LabBuilder};
+pub use crate::model::config::{Audience, Holdout, Layer, SavedGroup};
 pub use crate::model::experiment::{
     Experiment, ExperimentPatch, ExperimentType, LayerPlacement, NewExperiment,
 };
+pub use crate::model::flag::{Flag, FlagPatch, FlagRule, FlagType, NewFlag};
 pub use crate::model::ids::{
     AudienceId, DefaultIdGenerator, ExperimentId, FlagId, FlagKey, IdGenerator, LayerId, ProjectId,
     SavedGroupId, SequentialIdGenerator, VariantKey,
 };
+pub use crate::model::lifecycle::{Operation, Status};
+pub use crate::model::limits;
 pub use crate::model::metric::{
     MetricCatalogue, MetricDefinition, MetricInput, MetricKind, MetricSpec,
 };
 pub use crate::model::variant::{NewVariant, Variant};
-pub use crate::results::{
+pub use crate::reports::{
     AnalysisOptions, AnalysisVariant, ComputedResults, ComputedVariant, Duration,
-    ExperimentAnalysis, ExperimentWithCounts, RawMetric, RawResults, RawVariantResults,
+    ExperimentAnalysis, ExperimentWithCounts, RawMetric, RawResults, RawVariantResults, Reports,
 };
 pub use crate::targeting::{Condition, ConditionError, SavedGroups};
 pub use crate::time::{Clock, ManualClock, SystemClock, Timestamp, TimestampError};
-pub use crate::tracking::TrackEvent;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

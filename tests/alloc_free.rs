@@ -67,8 +67,8 @@ fn main() {
             "overrides": {"qa": "v1"}
         }))
         .unwrap();
-        let e = lab.create_experiment(new).unwrap();
-        lab.start(e.id().as_str()).unwrap();
+        let e = lab.experiments().create(new).unwrap();
+        lab.experiments().start(e.id().as_str()).unwrap();
         ids.push(e.id().to_string());
     }
     for (key, ty, default, values) in [
@@ -77,7 +77,7 @@ fn main() {
         ("s", "string", json!("off"), [json!("a"), json!("b")]),
     ] {
         let flag = lab
-            .create_flag(
+            .flags().create(
                 serde_json::from_value::<NewFlag>(json!({
                     "project_id": "p", "key": key, "flag_type": ty, "default_value": default, "enabled": true,
                     "rules": [{"id": "r1", "condition": {"plan": "pro"}, "value": values[0]}]
@@ -90,8 +90,11 @@ fn main() {
             "variants": [{"key": "a", "value": values[0], "percentage": 50}, {"key": "b", "value": values[1], "percentage": 50}]
         }))
         .unwrap();
-        let exp = lab.create_flag_experiment(flag.id.as_str(), exp).unwrap();
-        lab.start(exp.id().as_str()).unwrap();
+        let exp = lab
+            .flags()
+            .create_experiment(flag.id.as_str(), exp)
+            .unwrap();
+        lab.experiments().start(exp.id().as_str()).unwrap();
     }
     let contexts: Vec<Context> = (0..500)
         .map(|i| {
@@ -139,20 +142,20 @@ fn memory_per_dedup_entry() {
     let new: NewExperiment =
         serde_json::from_value(json!({"name": "mem", "variants": [{"id": "a"}, {"id": "b"}]}))
             .unwrap();
-    let id = lab.create_experiment(new).unwrap().id().to_string();
-    lab.start(&id).unwrap();
+    let id = lab.experiments().create(new).unwrap().id().to_string();
+    lab.experiments().start(&id).unwrap();
     let units: Vec<String> = (0..200_000).map(|i| format!("user-{i:09}")).collect();
     let before = LIVE_BYTES.load(Ordering::SeqCst);
     for u in &units {
         lab.expose(&id, &Context::new(u.as_str())).unwrap();
-        lab.track(&TrackEvent::conversion(&id, u)).unwrap();
+        lab.events().track(&TrackEvent::conversion(&id, u)).unwrap();
     }
     let after = LIVE_BYTES.load(Ordering::SeqCst);
     let per_entry = (after - before) as f64 / units.len() as f64;
     println!(
         "memory: {per_entry:.0} bytes per enrolled unit with one de-duplicated conversion (200 000 units)"
     );
-    let counts = lab.compute_results(&id).unwrap();
+    let counts = lab.reports().compute_results(&id).unwrap();
     assert_eq!(
         counts.variants.iter().map(|v| v.conversions).sum::<u64>(),
         200_000

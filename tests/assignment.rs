@@ -12,7 +12,7 @@ fn create(lab: &Lab, extra: serde_json::Value) -> String {
         b.extend(e.clone());
     }
     let new: NewExperiment = serde_json::from_value(body).unwrap();
-    lab.create_experiment(new).unwrap().id().to_string()
+    lab.experiments().create(new).unwrap().id().to_string()
 }
 
 #[test]
@@ -24,7 +24,7 @@ fn reasons_for_every_path() {
     );
     let ctx = Context::new("u1").with_attribute("deviceId", "d1");
     assert_eq!(lab.assign(&id, &ctx).unwrap().reason(), Reason::NotRunning);
-    lab.start(&id).unwrap();
+    lab.experiments().start(&id).unwrap();
     assert_eq!(
         lab.assign(&id, &Context::new("u1")).unwrap().reason(),
         Reason::NoUnitId,
@@ -36,7 +36,7 @@ fn reasons_for_every_path() {
         (a.reason(), a.variant().unwrap().id.as_str()),
         (Reason::Forced, "b")
     );
-    assert!(a.exposure(&forced).unwrap().forced);
+    assert!(a.exposure().unwrap().forced);
     let reasons: std::collections::BTreeSet<String> = (0..200)
         .map(|i| {
             format!(
@@ -64,7 +64,7 @@ fn reasons_for_every_path() {
 fn hashing_the_attribute_ignores_the_key() {
     let lab = Lab::new();
     let id = create(&lab, json!({"hashAttribute": "deviceId"}));
-    lab.start(&id).unwrap();
+    lab.experiments().start(&id).unwrap();
     for i in 0..50 {
         let d = format!("d{i}");
         let (c1, c2) = (
@@ -81,15 +81,16 @@ fn hashing_the_attribute_ignores_the_key() {
 fn a_stopped_winner_is_rolled_out_without_exposures() {
     let lab = Lab::new();
     let id = create(&lab, json!({"traffic": 0.1}));
-    lab.start(&id).unwrap();
-    lab.stop(
-        &id,
-        StopRequest {
-            winner: Some("b".into()),
-            reason: None,
-        },
-    )
-    .unwrap();
+    lab.experiments().start(&id).unwrap();
+    lab.experiments()
+        .stop(
+            &id,
+            StopRequest {
+                winner: Some("b".into()),
+                reason: None,
+            },
+        )
+        .unwrap();
     for i in 0..100 {
         let ctx = Context::new(format!("u{i}"));
         let a = lab.assign(&id, &ctx).unwrap();
@@ -97,16 +98,18 @@ fn a_stopped_winner_is_rolled_out_without_exposures() {
             (a.reason(), a.variant().unwrap().id.as_str()),
             (Reason::Rollout, "b")
         );
-        assert!(a.exposure(&ctx).is_none());
+        assert!(a.exposure().is_none());
     }
-    lab.complete(&id).unwrap();
+    lab.experiments().complete(&id).unwrap();
     assert_eq!(
         lab.assign(&id, &Context::new("z")).unwrap().reason(),
         Reason::Rollout
     );
     let other = create(&lab, json!({}));
-    lab.start(&other).unwrap();
-    lab.stop(&other, StopRequest::default()).unwrap();
+    lab.experiments().start(&other).unwrap();
+    lab.experiments()
+        .stop(&other, StopRequest::default())
+        .unwrap();
     assert_eq!(
         lab.assign(&other, &Context::new("z")).unwrap().reason(),
         Reason::NotRunning
@@ -117,7 +120,7 @@ fn a_stopped_winner_is_rolled_out_without_exposures() {
 fn ramping_only_adds_or_removes_units_and_never_moves_one() {
     let lab = Lab::new();
     let id = create(&lab, json!({"traffic": 0.1}));
-    lab.start(&id).unwrap();
+    lab.experiments().start(&id).unwrap();
     let units: Vec<String> = (0..3000).map(|i| format!("user-{i}")).collect();
     let decide = |lab: &Lab| -> Vec<Option<String>> {
         units
@@ -132,7 +135,7 @@ fn ramping_only_adds_or_removes_units_and_never_moves_one() {
     };
     let mut before = decide(&lab);
     for t in [0.2, 0.5, 1.0, 0.3] {
-        lab.ramp(&id, t).unwrap();
+        lab.experiments().ramp(&id, t).unwrap();
         let after = decide(&lab);
         for (b, a) in before.iter().zip(&after) {
             if let (Some(b), Some(a)) = (b, a) {
@@ -159,7 +162,7 @@ fn ramping_only_adds_or_removes_units_and_never_moves_one() {
 fn sticky_assignments_win_and_new_ones_are_stored() {
     let lab = Lab::new();
     let id = create(&lab, json!({"sticky": true}));
-    lab.start(&id).unwrap();
+    lab.experiments().start(&id).unwrap();
     let ctx = Context::new("u1");
     let a = lab.assign(&id, &ctx).unwrap();
     let hashed = a.variant().unwrap().id.to_string();
@@ -182,12 +185,13 @@ fn sticky_assignments_win_and_new_ones_are_stored() {
 #[test]
 fn layers_are_exclusive_and_overlaps_refused() {
     let lab = Lab::new();
-    lab.put_layer(&Layer {
-        id: "home".parse().unwrap(),
-        salt: None,
-        holdout: Some(BucketRange::new(9000, 10_000).unwrap()),
-    })
-    .unwrap();
+    lab.targeting()
+        .put_layer(Layer {
+            id: "home".parse().unwrap(),
+            salt: None,
+            holdout: Some(BucketRange::new(9000, 10_000).unwrap()),
+        })
+        .unwrap();
     let left = create(
         &lab,
         json!({"layer": {"id": "home", "range": {"start": 0, "end": 5000}}}),
@@ -208,12 +212,18 @@ fn layers_are_exclusive_and_overlaps_refused() {
         &lab,
         json!({"layer": {"id": "missing", "range": {"start": 0, "end": 100}}}),
     );
-    lab.start(&left).unwrap();
-    lab.start(&right).unwrap();
-    assert!(matches!(lab.start(&clash), Err(Error::Conflict(_))));
-    assert!(matches!(lab.start(&held), Err(Error::Conflict(_))));
+    lab.experiments().start(&left).unwrap();
+    lab.experiments().start(&right).unwrap();
     assert!(matches!(
-        lab.start(&nowhere),
+        lab.experiments().start(&clash),
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        lab.experiments().start(&held),
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        lab.experiments().start(&nowhere),
         Err(Error::NotFound { kind: "layer", .. })
     ));
     let (mut l, mut r, mut none) = (0, 0, 0);
@@ -247,13 +257,14 @@ fn layers_are_exclusive_and_overlaps_refused() {
 #[test]
 fn the_global_holdout_enrols_nobody() {
     let lab = Lab::new();
-    lab.set_holdout(Some(Holdout {
-        salt: "global".into(),
-        range: BucketRange::new(0, 1000).unwrap(),
-    }))
-    .unwrap();
+    lab.targeting()
+        .set_holdout(Some(Holdout {
+            salt: "global".into(),
+            range: BucketRange::new(0, 1000).unwrap(),
+        }))
+        .unwrap();
     let id = create(&lab, json!({}));
-    lab.start(&id).unwrap();
+    lab.experiments().start(&id).unwrap();
     let held = (0..5000)
         .filter(|i| {
             lab.assign(&id, &Context::new(format!("u{i}")))
@@ -263,7 +274,7 @@ fn the_global_holdout_enrols_nobody() {
         })
         .count();
     assert!((400..600).contains(&held), "{held}");
-    lab.set_holdout(None).unwrap();
+    lab.targeting().set_holdout(None).unwrap();
     let held = (0..500)
         .filter(|i| {
             lab.assign(&id, &Context::new(format!("u{i}")))
@@ -278,22 +289,24 @@ fn the_global_holdout_enrols_nobody() {
 #[test]
 fn audiences_and_inline_targeting_gate_enrolment() {
     let lab = Lab::new();
-    lab.put_saved_group(&abkit::SavedGroup {
-        id: "beta".parse().unwrap(),
-        values: vec![json!("u1"), json!("u2")],
-    })
-    .unwrap();
-    lab.put_audience(&abkit::Audience {
-        id: "aud_de".parse().unwrap(),
-        name: "Germany".into(),
-        condition: serde_json::from_value(json!({"country": "DE"})).unwrap(),
-    })
-    .unwrap();
+    lab.targeting()
+        .put_saved_group(abkit::SavedGroup {
+            id: "beta".parse().unwrap(),
+            values: vec![json!("u1"), json!("u2")],
+        })
+        .unwrap();
+    lab.targeting()
+        .put_audience(abkit::Audience {
+            id: "aud_de".parse().unwrap(),
+            name: "Germany".into(),
+            condition: serde_json::from_value(json!({"country": "DE"})).unwrap(),
+        })
+        .unwrap();
     let id = create(
         &lab,
         json!({"audienceId": "aud_de", "targetingRules": {"id": {"$inGroup": "beta"}}}),
     );
-    lab.start(&id).unwrap();
+    lab.experiments().start(&id).unwrap();
     let ctx = |key: &str, country: &str| {
         Context::new(key)
             .with_attribute("id", key)
@@ -322,7 +335,7 @@ fn malformed_conditions_are_rejected_at_creation_and_unknown_groups_at_start() {
         "name": "x", "variants": [{}, {}], "targetingRules": {"country": {"$bogus": 1}}
     }))
     .unwrap();
-    let err = lab.create_experiment(bad).unwrap_err();
+    let err = lab.experiments().create(bad).unwrap_err();
     assert!(
         err.to_string().starts_with("targeting:") && err.to_string().contains("$bogus"),
         "{err}"
@@ -331,10 +344,10 @@ fn malformed_conditions_are_rejected_at_creation_and_unknown_groups_at_start() {
         &lab,
         json!({"targetingRules": {"id": {"$inGroup": "missing_group"}}}),
     );
-    let err = lab.start(&id).unwrap_err();
+    let err = lab.experiments().start(&id).unwrap_err();
     assert!(err.to_string().contains("missing_group"), "{err}");
     assert_eq!(
-        lab.get_experiment(&id).unwrap().status(),
+        lab.experiments().get(&id).unwrap().status(),
         abkit::Status::Draft
     );
 }

@@ -11,7 +11,7 @@ use abkit::storage::{
     EventOutcome, ExperimentTotals, MemoryStorage, Record, RecordKind, RecordWrite, Storage,
     StorageError, UnitEvent, UnitState,
 };
-use abkit::{Context, EvaluationReason, Lab, NewExperiment, NewFlag};
+use abkit::{Context, Lab, NewExperiment, NewFlag, Reason};
 use serde_json::json;
 
 /// A working store until armed; then every call panics, naming the method.
@@ -101,9 +101,9 @@ fn assign_and_evaluate_never_touch_storage() {
         "variants": [{"id": "control", "splitPercentage": 50}, {"id": "green", "splitPercentage": 50}]
     }))
     .unwrap();
-    let exp = lab.create_experiment(exp).unwrap();
+    let exp = lab.experiments().create(exp).unwrap();
     let exp_id = exp.id().as_str().to_owned();
-    lab.start(&exp_id).unwrap();
+    lab.experiments().start(&exp_id).unwrap();
 
     let flag: NewFlag = serde_json::from_value(json!({
         "project_id": "proj",
@@ -112,7 +112,7 @@ fn assign_and_evaluate_never_touch_storage() {
         "enabled": true
     }))
     .unwrap();
-    let flag = lab.create_flag(flag).unwrap();
+    let flag = lab.flags().create(flag).unwrap();
     let flag_exp: NewExperiment = serde_json::from_value(json!({
         "name": "Checkout flow",
         "environment": "production",
@@ -123,9 +123,10 @@ fn assign_and_evaluate_never_touch_storage() {
     }))
     .unwrap();
     let flag_exp = lab
-        .create_flag_experiment(flag.id.as_str(), flag_exp)
+        .flags()
+        .create_experiment(flag.id.as_str(), flag_exp)
         .unwrap();
-    lab.start(flag_exp.id().as_str()).unwrap();
+    lab.experiments().start(flag_exp.id().as_str()).unwrap();
 
     store.armed.store(true, Ordering::SeqCst);
 
@@ -148,7 +149,7 @@ fn assign_and_evaluate_never_touch_storage() {
         );
 
         let e = lab.evaluate("proj", "production", "checkout_flow", &ctx);
-        assert_eq!(e.reason(), EvaluationReason::Split, "{e:?}");
+        assert_eq!(e.reason(), Reason::Split, "{e:?}");
         let value = e.value().as_str().unwrap().to_owned();
         assert!(
             value == "old_checkout" || value == "new_checkout",
@@ -164,7 +165,7 @@ fn assign_and_evaluate_never_touch_storage() {
             })
         );
         let missing = lab.evaluate("proj", "production", "no_such_flag", &ctx);
-        assert_eq!(missing.reason(), EvaluationReason::Error);
+        assert_eq!(missing.reason(), Reason::Error);
     }
     // The wire is live: a storage call now panics.
     let tripped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

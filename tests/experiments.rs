@@ -39,7 +39,7 @@ fn two_variants(name: &str) -> NewExperiment {
 #[test]
 fn flow_api_body_creates_a_valid_draft() {
     let lab = lab();
-    let e = lab.create_experiment(body("flow-create.json")).unwrap();
+    let e = lab.experiments().create(body("flow-create.json")).unwrap();
     assert_eq!(e.status(), Status::Draft);
     assert_eq!(e.name(), "Onboarding Flow Test");
     assert_eq!(e.kind().to_string(), "ab_test");
@@ -64,7 +64,8 @@ fn flow_api_body_creates_a_valid_draft() {
 fn feed_api_bodies_create_valid_drafts() {
     let lab = lab();
     let ranking = lab
-        .create_experiment(body("feed-ranking-create.json"))
+        .experiments()
+        .create(body("feed-ranking-create.json"))
         .unwrap();
     assert_eq!(ranking.traffic().basis_points(), 2000);
     assert_eq!(ranking.variants()[1].id.as_str(), "high_engagement");
@@ -87,7 +88,8 @@ fn feed_api_bodies_create_valid_drafts() {
     );
 
     let config = lab
-        .create_experiment(body("feed-config-create.json"))
+        .experiments()
+        .create(body("feed-config-create.json"))
         .unwrap();
     let bp: Vec<u16> = config
         .variants()
@@ -117,10 +119,11 @@ fn flag_api_bodies_create_a_flag_and_its_experiment() {
         .unwrap(),
     )
     .unwrap();
-    let flag = lab.create_flag(flag).unwrap();
+    let flag = lab.flags().create(flag).unwrap();
     assert!(!flag.enabled, "flags are created disabled");
     let e = lab
-        .create_flag_experiment(flag.id.as_str(), body("flag-experiment-create.json"))
+        .flags()
+        .create_experiment(flag.id.as_str(), body("flag-experiment-create.json"))
         .unwrap();
     assert_eq!(e.flag_id(), Some(&flag.id));
     assert_eq!(e.environment(), Some("production"));
@@ -136,10 +139,15 @@ fn experiments_round_trip_through_json() {
         "feed-ranking-create.json",
         "feed-config-create.json",
     ] {
-        let e = lab.create_experiment(body(name)).unwrap();
-        let text = serde_json::to_string(&e).unwrap();
+        let e = lab.experiments().create(body(name)).unwrap();
+        let text = serde_json::to_string(e.value()).unwrap();
         let back: abkit::Experiment = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, e, "{name}");
+        assert_eq!(&back, e.value(), "{name}");
+        // The versioned form is the same fields plus the version (old records carry one too).
+        let versioned = serde_json::to_value(&e).unwrap();
+        assert_eq!(versioned["version"], 1);
+        let back: abkit::Experiment = serde_json::from_value(versioned).unwrap();
+        assert_eq!(&back, e.value(), "{name}");
     }
 }
 
@@ -158,49 +166,65 @@ fn lifecycle_error(r: Result<impl std::fmt::Debug, Error>, op: Operation, status
 fn lifecycle_rules_one_by_one() {
     let lab = lab();
     let id = lab
-        .create_experiment(two_variants("a"))
+        .experiments()
+        .create(two_variants("a"))
         .unwrap()
         .id()
         .to_string();
     let id = id.as_str();
     // draft: update, ramp ok; stop, complete refused.
-    lab.update_experiment(
-        id,
-        ExperimentPatch {
-            name: Some("renamed".into()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    lab.ramp(id, 0.5).unwrap();
+    lab.experiments()
+        .update_latest(
+            id,
+            ExperimentPatch {
+                name: Some("renamed".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    lab.experiments().ramp(id, 0.5).unwrap();
     lifecycle_error(
-        lab.stop(id, StopRequest::default()),
+        lab.experiments().stop(id, StopRequest::default()),
         Operation::Stop,
         Status::Draft,
     );
-    lifecycle_error(lab.complete(id), Operation::Complete, Status::Draft);
+    lifecycle_error(
+        lab.experiments().complete(id),
+        Operation::Complete,
+        Status::Draft,
+    );
     // running: ramp ok; update, start, archive, delete refused.
-    let e = lab.start(id).unwrap();
+    let e = lab.experiments().start(id).unwrap();
     assert_eq!(e.status(), Status::Running);
     assert_eq!(
         e.started_at(),
         Some(Timestamp::from_unix_millis(1_736_949_600_000))
     );
-    lab.ramp(id, 0.8).unwrap();
+    lab.experiments().ramp(id, 0.8).unwrap();
     lifecycle_error(
-        lab.update_experiment(id, ExperimentPatch::default()),
+        lab.experiments()
+            .update_latest(id, ExperimentPatch::default()),
         Operation::Update,
         Status::Running,
     );
-    lifecycle_error(lab.start(id), Operation::Start, Status::Running);
-    lifecycle_error(lab.archive(id), Operation::Archive, Status::Running);
     lifecycle_error(
-        lab.delete_experiment(id),
+        lab.experiments().start(id),
+        Operation::Start,
+        Status::Running,
+    );
+    lifecycle_error(
+        lab.experiments().archive(id),
+        Operation::Archive,
+        Status::Running,
+    );
+    lifecycle_error(
+        lab.experiments().delete(id),
         Operation::Delete,
         Status::Running,
     );
     // stop with an unknown winner is refused and changes nothing.
     let err = lab
+        .experiments()
         .stop(
             id,
             StopRequest {
@@ -210,8 +234,9 @@ fn lifecycle_rules_one_by_one() {
         )
         .unwrap_err();
     assert_eq!(err.to_string(), "winner: unknown variant \"nope\"");
-    assert_eq!(lab.get_experiment(id).unwrap().status(), Status::Running);
+    assert_eq!(lab.experiments().get(id).unwrap().status(), Status::Running);
     let e = lab
+        .experiments()
         .stop(
             id,
             StopRequest {
@@ -224,19 +249,37 @@ fn lifecycle_rules_one_by_one() {
     assert_eq!(e.winner().unwrap().as_str(), "treatment");
     assert_eq!(e.stop_reason(), Some("Statistical significance reached"));
     // stopped: ramp, update, stop refused; complete ok.
-    lifecycle_error(lab.ramp(id, 0.1), Operation::Ramp, Status::Stopped);
     lifecycle_error(
-        lab.stop(id, StopRequest::default()),
+        lab.experiments().ramp(id, 0.1),
+        Operation::Ramp,
+        Status::Stopped,
+    );
+    lifecycle_error(
+        lab.experiments().stop(id, StopRequest::default()),
         Operation::Stop,
         Status::Stopped,
     );
-    assert_eq!(lab.complete(id).unwrap().status(), Status::Completed);
-    lifecycle_error(lab.complete(id), Operation::Complete, Status::Completed);
-    assert_eq!(lab.archive(id).unwrap().status(), Status::Archived);
-    lifecycle_error(lab.archive(id), Operation::Archive, Status::Archived);
-    lab.delete_experiment(id).unwrap();
+    assert_eq!(
+        lab.experiments().complete(id).unwrap().status(),
+        Status::Completed
+    );
+    lifecycle_error(
+        lab.experiments().complete(id),
+        Operation::Complete,
+        Status::Completed,
+    );
+    assert_eq!(
+        lab.experiments().archive(id).unwrap().status(),
+        Status::Archived
+    );
+    lifecycle_error(
+        lab.experiments().archive(id),
+        Operation::Archive,
+        Status::Archived,
+    );
+    lab.experiments().delete(id).unwrap();
     assert!(matches!(
-        lab.get_experiment(id),
+        lab.experiments().get(id),
         Err(Error::NotFound { .. })
     ));
 }
@@ -244,15 +287,12 @@ fn lifecycle_rules_one_by_one() {
 #[test]
 fn draft_can_be_archived_and_deleted() {
     let lab = lab();
-    let a = lab.create_experiment(two_variants("a")).unwrap();
-    let b = lab.create_experiment(two_variants("b")).unwrap();
-    lab.archive(a.id().as_str()).unwrap();
-    lab.delete_experiment(b.id().as_str()).unwrap();
+    let a = lab.experiments().create(two_variants("a")).unwrap();
+    let b = lab.experiments().create(two_variants("b")).unwrap();
+    lab.experiments().archive(a.id().as_str()).unwrap();
+    lab.experiments().delete(b.id().as_str()).unwrap();
     assert_eq!(
-        lab.list_experiments(&ListQuery::default())
-            .unwrap()
-            .meta
-            .total,
+        lab.experiments().list(&ListQuery::default()).unwrap().total,
         0,
         "archived hidden"
     );
@@ -260,7 +300,7 @@ fn draft_can_be_archived_and_deleted() {
         status: Some(Status::Archived),
         ..Default::default()
     };
-    assert_eq!(lab.list_experiments(&q).unwrap().meta.total, 1);
+    assert_eq!(lab.experiments().list(&q).unwrap().total, 1);
 }
 
 #[test]
@@ -268,45 +308,46 @@ fn list_pages_and_filters() {
     let lab = lab();
     for i in 0..25 {
         let e = lab
-            .create_experiment(two_variants(&format!("e{i}")))
+            .experiments()
+            .create(two_variants(&format!("e{i}")))
             .unwrap();
         if i % 5 == 0 {
-            lab.start(e.id().as_str()).unwrap();
+            lab.experiments().start(e.id().as_str()).unwrap();
         }
     }
-    let p1 = lab.list_experiments(&ListQuery::default()).unwrap();
-    assert_eq!(
-        (p1.data.len(), p1.meta.total, p1.meta.total_pages),
-        (20, 25, 2)
-    );
+    let p1 = lab.experiments().list(&ListQuery::default()).unwrap();
+    assert_eq!((p1.items.len(), p1.total, p1.total_pages), (20, 25, 2));
     let p2 = lab
-        .list_experiments(&ListQuery {
+        .experiments()
+        .list(&ListQuery {
             page: 2,
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(p2.data.len(), 5);
+    assert_eq!(p2.items.len(), 5);
     let running = lab
-        .list_experiments(&ListQuery {
+        .experiments()
+        .list(&ListQuery {
             status: Some(Status::Running),
             limit: 2,
             page: 1,
         })
         .unwrap();
     assert_eq!(
-        (
-            running.data.len(),
-            running.meta.total,
-            running.meta.total_pages
-        ),
+        (running.items.len(), running.total, running.total_pages),
         (2, 5, 3)
     );
-    assert!(running.data.iter().all(|e| e.status() == Status::Running));
+    assert!(running.items.iter().all(|e| e.status() == Status::Running));
+    // The domain page is flat camelCase; the flow API's `{data, meta}` is the wire form.
     let json = serde_json::to_value(&running).unwrap();
+    assert_eq!(json["totalPages"], 3);
+    assert_eq!(json["items"].as_array().map(Vec::len), Some(2));
+    let wire = serde_json::to_value(abkit::wire::flow::Paged::from_page(running, |e| e)).unwrap();
     assert_eq!(
-        json["meta"],
+        wire["meta"],
         serde_json::json!({"total": 5, "page": 1, "limit": 2, "totalPages": 3})
     );
+    assert_eq!(wire["data"].as_array().map(Vec::len), Some(2));
     for (q, field) in [
         (
             ListQuery {
@@ -330,7 +371,7 @@ fn list_pages_and_filters() {
             "limit",
         ),
     ] {
-        match lab.list_experiments(&q) {
+        match lab.experiments().list(&q) {
             Err(Error::Validation(v)) => assert_eq!(v.field_name(), field),
             other => panic!("{q:?}: {other:?}"),
         }
@@ -399,7 +440,7 @@ fn bad_input_names_field_and_value() {
     ];
     for (json, field, needle) in cases {
         let new: NewExperiment = serde_json::from_value(json.clone()).unwrap();
-        match lab.create_experiment(new) {
+        match lab.experiments().create(new) {
             Err(Error::Validation(v)) => {
                 assert_eq!(v.field_name(), field, "{json}");
                 assert!(v.to_string().contains(needle), "{json}: {v}");
@@ -408,19 +449,16 @@ fn bad_input_names_field_and_value() {
         }
     }
     assert_eq!(
-        lab.list_experiments(&ListQuery::default())
-            .unwrap()
-            .meta
-            .total,
+        lab.experiments().list(&ListQuery::default()).unwrap().total,
         0,
         "nothing stored"
     );
     assert!(matches!(
-        lab.get_experiment("exp_missing"),
+        lab.experiments().get("exp_missing"),
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
-        lab.start("exp_missing"),
+        lab.experiments().start("exp_missing"),
         Err(Error::NotFound { .. })
     ));
 }
@@ -428,17 +466,18 @@ fn bad_input_names_field_and_value() {
 #[test]
 fn audience_must_resolve_at_start() {
     let lab = lab();
-    let e = lab.create_experiment(body("flow-create.json")).unwrap();
-    let err = lab.start(e.id().as_str()).unwrap_err();
+    let e = lab.experiments().create(body("flow-create.json")).unwrap();
+    let err = lab.experiments().start(e.id().as_str()).unwrap_err();
     assert_eq!(err.to_string(), "audience \"aud_xyz\" not found");
-    lab.put_audience(&abkit::Audience {
-        id: "aud_xyz".parse().unwrap(),
-        name: "Everyone in DE".into(),
-        condition: serde_json::from_value(serde_json::json!({"country": "DE"})).unwrap(),
-    })
-    .unwrap();
+    lab.targeting()
+        .put_audience(abkit::Audience {
+            id: "aud_xyz".parse().unwrap(),
+            name: "Everyone in DE".into(),
+            condition: serde_json::from_value(serde_json::json!({"country": "DE"})).unwrap(),
+        })
+        .unwrap();
     assert_eq!(
-        lab.start(e.id().as_str()).unwrap().status(),
+        lab.experiments().start(e.id().as_str()).unwrap().status(),
         Status::Running
     );
 }
@@ -447,19 +486,49 @@ fn audience_must_resolve_at_start() {
 fn stale_writes_are_conflicts_not_overwrites() {
     let store: Arc<dyn abkit::storage::Storage> = Arc::new(abkit::storage::MemoryStorage::new());
     let a = Lab::builder().storage(Arc::clone(&store)).build().unwrap();
-    let e = a.create_experiment(two_variants("x")).unwrap();
+    let e = a.experiments().create(two_variants("x")).unwrap();
+    let read_by_a = e.version();
     let b = Lab::builder().storage(Arc::clone(&store)).build().unwrap();
-    b.update_experiment(
-        e.id().as_str(),
-        ExperimentPatch {
-            name: Some("by b".into()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    // a re-reads before writing, so its update applies on top of b's.
+    let by_b = b
+        .experiments()
+        .update(
+            e.id().as_str(),
+            read_by_a,
+            ExperimentPatch {
+                name: Some("by b".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(by_b.version(), read_by_a + 1);
+    // a's update names the version it read: b's change is not overwritten.
+    let err = a
+        .experiments()
+        .update(
+            e.id().as_str(),
+            read_by_a,
+            ExperimentPatch {
+                description: Some("by a".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Conflict(abkit::Conflict::Version {
+                expected: 1,
+                found: 2,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(a.experiments().get(e.id().as_str()).unwrap().name(), "by b");
+    // Re-reading and retrying (or asking for last-writer-wins) applies on top of b's change.
     let after = a
-        .update_experiment(
+        .experiments()
+        .update_latest(
             e.id().as_str(),
             ExperimentPatch {
                 description: Some("by a".into()),

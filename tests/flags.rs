@@ -3,8 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
 
 use abkit::{
-    Context, Error, ErrorCode, EvaluationReason, Lab, NewExperiment, NewFlag, StopRequest,
-    TrackEvent,
+    Context, Error, ErrorCode, Lab, NewExperiment, NewFlag, Reason, StopRequest, TrackEvent,
 };
 use serde_json::json;
 
@@ -21,12 +20,14 @@ fn the_flag_api_walkthrough_works_as_written() {
     let lab = Lab::new();
     // Step 1: a string flag, created disabled, never enabled.
     let flag = lab
-        .create_flag(serde_json::from_str(&read("flag-create.json")).unwrap())
+        .flags()
+        .create(serde_json::from_str(&read("flag-create.json")).unwrap())
         .unwrap();
     assert!(!flag.enabled);
     // Step 2: attach an experiment; draft evaluates to the default value.
     let exp = lab
-        .create_flag_experiment(
+        .flags()
+        .create_experiment(
             flag.id.as_str(),
             serde_json::from_str(&read("flag-experiment-create.json")).unwrap(),
         )
@@ -39,12 +40,12 @@ fn the_flag_api_walkthrough_works_as_written() {
     );
     let e = lab.evaluate(project, env, "checkout_flow", &ctx);
     assert_eq!(e.value(), "control");
-    assert_eq!(e.reason(), EvaluationReason::Disabled);
+    assert_eq!(e.reason(), Reason::Disabled);
     assert!(e.exposure().is_none());
     // Step 3: start; evaluation returns the allocated variant's value, the same for the same user.
-    lab.start(exp.id().as_str()).unwrap();
+    lab.experiments().start(exp.id().as_str()).unwrap();
     let e = lab.evaluate(project, env, "checkout_flow", &ctx);
-    assert_eq!(e.reason(), EvaluationReason::Split);
+    assert_eq!(e.reason(), Reason::Split);
     let served = e.value().as_str().unwrap().to_owned();
     assert!(
         served == "old_checkout" || served == "new_checkout",
@@ -56,7 +57,10 @@ fn the_flag_api_walkthrough_works_as_written() {
             served.as_str()
         );
     }
-    let all = serde_json::to_value(lab.evaluate_all(project, env, &ctx)).unwrap();
+    let all = serde_json::to_value(abkit::wire::flag::EvaluateResponse(
+        &lab.evaluate_all(project, env, &ctx),
+    ))
+    .unwrap();
     assert_eq!(
         all,
         json!({"flags": {"checkout_flow": {"value": served, "rule_id": null}}})
@@ -77,46 +81,57 @@ fn the_flag_api_walkthrough_works_as_written() {
     assert_eq!(values.len(), 2, "{values:?}");
     // Step 4: record the exposure, track a conversion (twice: counted once).
     let exposure = e.exposure().unwrap();
-    lab.record_exposure(&exposure).unwrap();
+    lab.events().record(&exposure).unwrap();
     let mut track: TrackEvent = serde_json::from_str(&read("flag-track.json")).unwrap();
     track.experiment_id = exp.id().to_string();
     track.flag_id = Some(flag.id.to_string());
-    lab.track(&track).unwrap();
-    lab.track(&track).unwrap();
+    lab.events().track(&track).unwrap();
+    lab.events().track(&track).unwrap();
     // Step 5: results.
-    let counts = lab.get_experiment_with_counts(exp.id().as_str()).unwrap();
+    let counts = lab
+        .reports()
+        .experiment_with_counts(exp.id().as_str())
+        .unwrap();
     assert_eq!(counts.conversions, 1);
     assert_eq!(serde_json::to_value(&counts).unwrap()["conversions"], 1);
     // Step 6: stop; the flag reverts to its default value; tracking is rejected.
-    lab.stop(exp.id().as_str(), StopRequest::default()).unwrap();
+    lab.experiments()
+        .stop(exp.id().as_str(), StopRequest::default())
+        .unwrap();
     assert_eq!(
         lab.evaluate(project, env, "checkout_flow", &ctx).value(),
         "control"
     );
-    assert!(matches!(lab.track(&track), Err(Error::Lifecycle { .. })));
+    assert!(matches!(
+        lab.events().track(&track),
+        Err(Error::Lifecycle { .. })
+    ));
 }
 
 #[test]
 fn stopping_with_a_winner_can_promote_it_to_the_default() {
     let lab = Lab::new();
     let flag = lab
-        .create_flag(serde_json::from_str(&read("flag-create.json")).unwrap())
+        .flags()
+        .create(serde_json::from_str(&read("flag-create.json")).unwrap())
         .unwrap();
     let exp = lab
-        .create_flag_experiment(
+        .flags()
+        .create_experiment(
             flag.id.as_str(),
             serde_json::from_str(&read("flag-experiment-create.json")).unwrap(),
         )
         .unwrap();
-    lab.start(exp.id().as_str()).unwrap();
+    lab.experiments().start(exp.id().as_str()).unwrap();
     let req = StopRequest {
         winner: Some("treatment".into()),
         reason: Some("won".into()),
     };
-    lab.stop_flag_experiment(exp.id().as_str(), req, true)
+    lab.flags()
+        .stop_experiment(exp.id().as_str(), req, true)
         .unwrap();
     assert_eq!(
-        lab.get_flag(flag.id.as_str()).unwrap().default_value,
+        lab.flags().get(flag.id.as_str()).unwrap().default_value,
         "new_checkout"
     );
     assert_eq!(
@@ -139,16 +154,12 @@ fn rules_default_disabled_and_errors() {
         "rules": [{"id": "everyone", "condition": {}, "value": true, "percentage": 100}]
     }))
     .unwrap();
-    let flag = lab.create_flag(new).unwrap();
+    let flag = lab.flags().create(new).unwrap();
     let ctx = Context::new("u1");
     let e = lab.evaluate("p", "production", "dark_mode", &ctx);
     assert_eq!(
         (e.value(), e.rule_id(), e.reason()),
-        (
-            &json!(true),
-            Some("everyone"),
-            EvaluationReason::TargetingMatch
-        )
+        (&json!(true), Some("everyone"), Reason::TargetingMatch)
     );
     assert!(lab.bool_value("p", "production", "dark_mode", &ctx, false));
     assert_eq!(
@@ -156,19 +167,19 @@ fn rules_default_disabled_and_errors() {
         7.0,
         "type mismatch gives the default"
     );
-    lab.set_flag_enabled(flag.id.as_str(), false).unwrap();
+    lab.flags().set_enabled(flag.id.as_str(), false).unwrap();
     assert_eq!(
         lab.evaluate("p", "production", "dark_mode", &ctx).reason(),
-        EvaluationReason::Disabled
+        Reason::Disabled
     );
     let missing = lab.evaluate("p", "production", "nope", &ctx);
     assert_eq!(
         (missing.reason(), missing.error_code()),
-        (EvaluationReason::Error, Some(ErrorCode::FlagNotFound))
+        (Reason::Error, Some(ErrorCode::FlagNotFound))
     );
     assert!(lab.bool_value("p", "production", "nope", &ctx, true));
     // Percentage rollouts take a share of units.
-    lab.update_flag(
+    lab.flags().update_latest(
         flag.id.as_str(),
         serde_json::from_value(
             json!({"enabled": true, "rules": [{"id": "half", "value": true, "percentage": 50}]}),
@@ -194,44 +205,57 @@ fn rules_default_disabled_and_errors() {
 fn bad_flags_are_refused_and_nothing_is_stored() {
     let lab = Lab::new();
     let mk = |v: serde_json::Value| -> NewFlag { serde_json::from_value(v).unwrap() };
-    lab.create_flag(mk(
-        json!({"project_id": "p", "key": "k", "default_value": "a"}),
-    ))
-    .unwrap();
+    lab.flags()
+        .create(mk(
+            json!({"project_id": "p", "key": "k", "default_value": "a"}),
+        ))
+        .unwrap();
     let dup = lab
-        .create_flag(mk(
+        .flags()
+        .create(mk(
             json!({"project_id": "p", "key": "k", "default_value": "b"}),
         ))
         .unwrap_err();
     assert_eq!(
         dup.to_string(),
-        "flag key \"k\" already exists in project \"p\""
+        "flag key \"k\" already exists in project \"p\" (environment \"*\")"
+    );
+    assert!(
+        matches!(
+            &dup,
+            abkit::Error::Conflict(abkit::Conflict::FlagKeyTaken { key, .. }) if key == "k"
+        ),
+        "{dup:?}"
     );
     // The same key in another project or environment is fine.
-    lab.create_flag(mk(
-        json!({"project_id": "q", "key": "k", "default_value": "b"}),
-    ))
-    .unwrap();
-    lab.create_flag(mk(
-        json!({"project_id": "p", "key": "k", "environment": "staging", "default_value": "b"}),
-    ))
-    .unwrap();
+    lab.flags()
+        .create(mk(
+            json!({"project_id": "q", "key": "k", "default_value": "b"}),
+        ))
+        .unwrap();
+    lab.flags()
+        .create(mk(
+            json!({"project_id": "p", "key": "k", "environment": "staging", "default_value": "b"}),
+        ))
+        .unwrap();
     let err = lab
-        .create_flag(mk(
+        .flags()
+        .create(mk(
             json!({"project_id": "p", "key": "n", "flag_type": "number", "default_value": "x"}),
         ))
         .unwrap_err();
     assert_eq!(err.to_string(), "defaultValue: \"x\" is not a number value");
-    assert_eq!(lab.list_flags("p").unwrap().len(), 2);
+    assert_eq!(lab.flags().list("p").unwrap().len(), 2);
     // Variant values must have the flag's type.
-    let flag = &lab.list_flags("q").unwrap()[0];
+    let flag = &lab.flags().list("q").unwrap()[0];
     let exp: NewExperiment = serde_json::from_value(json!({
         "name": "x", "environment": "production",
         "variants": [{"key": "a", "value": "s", "percentage": 50}, {"key": "b", "value": 3, "percentage": 50}]
     }))
     .unwrap();
     let err = lab
-        .create_flag_experiment(flag.id.as_str(), exp)
+        .flags()
+        .create_experiment(flag.id.as_str(), exp)
         .unwrap_err();
     assert!(
         err.to_string()
@@ -239,10 +263,7 @@ fn bad_flags_are_refused_and_nothing_is_stored() {
         "{err}"
     );
     assert_eq!(
-        lab.list_experiments(&Default::default())
-            .unwrap()
-            .meta
-            .total,
+        lab.experiments().list(&Default::default()).unwrap().total,
         0
     );
 }
@@ -251,11 +272,12 @@ fn bad_flags_are_refused_and_nothing_is_stored() {
 fn environment_specific_flags_win() {
     let lab = Lab::new();
     let mk = |v: serde_json::Value| -> NewFlag { serde_json::from_value(v).unwrap() };
-    lab.create_flag(mk(
-        json!({"project_id": "p", "key": "k", "default_value": "any"}),
-    ))
-    .unwrap();
-    lab.create_flag(mk(
+    lab.flags()
+        .create(mk(
+            json!({"project_id": "p", "key": "k", "default_value": "any"}),
+        ))
+        .unwrap();
+    lab.flags().create(mk(
         json!({"project_id": "p", "key": "k", "environment": "staging", "default_value": "stg"}),
     ))
     .unwrap();
@@ -272,7 +294,7 @@ fn one_running_experiment_per_flag_and_environment_and_anonymous_units_get_rules
         "rules": [{"id": "all", "value": "rule"}]
     }))
     .unwrap();
-    let flag = lab.create_flag(new).unwrap();
+    let flag = lab.flags().create(new).unwrap();
     let exp = |name: &str| -> NewExperiment {
         serde_json::from_value(json!({
             "name": name, "environment": "production", "targetingRules": {"country": "US"},
@@ -281,25 +303,27 @@ fn one_running_experiment_per_flag_and_environment_and_anonymous_units_get_rules
         .unwrap()
     };
     let first = lab
-        .create_flag_experiment(flag.id.as_str(), exp("first"))
+        .flags()
+        .create_experiment(flag.id.as_str(), exp("first"))
         .unwrap();
     let second = lab
-        .create_flag_experiment(flag.id.as_str(), exp("second"))
+        .flags()
+        .create_experiment(flag.id.as_str(), exp("second"))
         .unwrap();
-    lab.start(first.id().as_str()).unwrap();
-    let err = lab.start(second.id().as_str()).unwrap_err();
+    lab.experiments().start(first.id().as_str()).unwrap();
+    let err = lab.experiments().start(second.id().as_str()).unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err}");
     // An anonymous unit outside the experiment's audience still gets the flag's rule.
     let anon = Context::anonymous().with_attribute("country", "DE");
     let e = lab.evaluate("p", "production", "k", &anon);
     assert_eq!(
         (e.value(), e.reason()),
-        (&json!("rule"), EvaluationReason::TargetingMatch)
+        (&json!("rule"), Reason::TargetingMatch)
     );
     // A flag for an environment literally named "*" does not collide with the all-environments one.
     let star: NewFlag = serde_json::from_value(
         json!({"project_id": "p", "key": "k", "environment": "*", "default_value": "s"}),
     )
     .unwrap();
-    lab.create_flag(star).unwrap();
+    lab.flags().create(star).unwrap();
 }

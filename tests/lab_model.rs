@@ -84,7 +84,7 @@ fn allowed(status: Status, op: &str) -> Option<Status> {
 
 fn check(lab: &Lab, model: &Model) {
     for (id, status, name, traffic) in &model.exps {
-        let e = lab.get_experiment(id).unwrap();
+        let e = lab.experiments().get(id).unwrap();
         assert_eq!(
             (e.status(), e.name(), e.traffic().basis_points()),
             (*status, name.as_str(), *traffic)
@@ -96,13 +96,13 @@ fn check(lab: &Lab, model: &Model) {
         .filter(|e| e.1 != Status::Archived)
         .count() as u64;
     assert_eq!(
-        lab.list_experiments(&ListQuery {
-            limit: 100,
-            ..Default::default()
-        })
-        .unwrap()
-        .meta
-        .total,
+        lab.experiments()
+            .list(&ListQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap()
+            .total,
         visible
     );
 }
@@ -129,7 +129,7 @@ fn run(ops: Vec<Op>) {
                 }))
                 .unwrap();
                 let valid = (1..=200).contains(&name_len) && variants >= 2;
-                match lab.create_experiment(new) {
+                match lab.experiments().create(new) {
                     Ok(e) => {
                         assert!(valid);
                         model.exps.push((
@@ -149,7 +149,7 @@ fn run(ops: Vec<Op>) {
                 status,
             } => {
                 let status = status.and_then(|i| Status::ALL.get(i).copied());
-                let r = lab.list_experiments(&ListQuery {
+                let r = lab.experiments().list(&ListQuery {
                     page,
                     limit,
                     status,
@@ -163,11 +163,11 @@ fn run(ops: Vec<Op>) {
                             .iter()
                             .filter(|e| status.map_or(e.1 != Status::Archived, |s| e.1 == s))
                             .count();
-                        assert_eq!(p.meta.total, n as u64);
+                        assert_eq!(p.total, n as u64);
                         let expected_len = n
                             .saturating_sub(((page - 1) * limit) as usize)
                             .min(limit as usize);
-                        assert_eq!(p.data.len(), expected_len);
+                        assert_eq!(p.items.len(), expected_len);
                     }
                     Err(Error::Validation(_)) => assert!(!valid),
                     Err(e) => panic!("{e}"),
@@ -188,7 +188,8 @@ fn run(ops: Vec<Op>) {
                 let pos = model.exps.iter().position(|e| e.0 == id);
                 let r = match &other {
                     Op::Update(_, s) => lab
-                        .update_experiment(
+                        .experiments()
+                        .update_latest(
                             &id,
                             ExperimentPatch {
                                 name: Some(s.clone()),
@@ -196,8 +197,11 @@ fn run(ops: Vec<Op>) {
                             },
                         )
                         .map(|_| ()),
-                    Op::Ramp(_, t) => lab.ramp(&id, f64::from(*t) / 10_000.0).map(|_| ()),
-                    Op::Start(_) => lab.start(&id).map(|_| ()),
+                    Op::Ramp(_, t) => lab
+                        .experiments()
+                        .ramp(&id, f64::from(*t) / 10_000.0)
+                        .map(|_| ()),
+                    Op::Start(_) => lab.experiments().start(&id).map(|_| ()),
                     Op::Stop(_, w) => {
                         let winner = w.map(|known| {
                             if known {
@@ -206,18 +210,19 @@ fn run(ops: Vec<Op>) {
                                 "zz".to_owned()
                             }
                         });
-                        lab.stop(
-                            &id,
-                            StopRequest {
-                                winner,
-                                reason: None,
-                            },
-                        )
-                        .map(|_| ())
+                        lab.experiments()
+                            .stop(
+                                &id,
+                                StopRequest {
+                                    winner,
+                                    reason: None,
+                                },
+                            )
+                            .map(|_| ())
                     }
-                    Op::Complete(_) => lab.complete(&id).map(|_| ()),
-                    Op::Archive(_) => lab.archive(&id).map(|_| ()),
-                    _ => lab.delete_experiment(&id),
+                    Op::Complete(_) => lab.experiments().complete(&id).map(|_| ()),
+                    Op::Archive(_) => lab.experiments().archive(&id).map(|_| ()),
+                    _ => lab.experiments().delete(&id),
                 };
                 let Some(pos) = pos else {
                     assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");

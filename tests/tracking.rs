@@ -34,8 +34,8 @@ fn running(lab: &Lab, metrics: serde_json::Value) -> String {
         "overrides": {"qa_user": "treatment"}
     }))
     .unwrap();
-    let e = lab.create_experiment(new).unwrap();
-    lab.start(e.id().as_str()).unwrap();
+    let e = lab.experiments().create(new).unwrap();
+    lab.experiments().start(e.id().as_str()).unwrap();
     e.id().to_string()
 }
 
@@ -43,7 +43,7 @@ fn running(lab: &Lab, metrics: serde_json::Value) -> String {
 fn conversions_count_once_per_unit_and_need_enrolment() {
     let (lab, _) = lab_with(Arc::new(MemoryStorage::new()));
     let id = running(&lab, json!(["conversion", "watchTime"]));
-    match lab.track(&TrackEvent::conversion(&id, "u1")) {
+    match lab.events().track(&TrackEvent::conversion(&id, "u1")) {
         Err(Error::Rejected {
             reason: Rejection::NotEnrolled,
             ..
@@ -52,18 +52,24 @@ fn conversions_count_once_per_unit_and_need_enrolment() {
     }
     let v = lab.expose(&id, &Context::new("u1")).unwrap().unwrap();
     assert_eq!(
-        lab.track(&TrackEvent::conversion(&id, "u1")).unwrap(),
+        lab.events()
+            .track(&TrackEvent::conversion(&id, "u1"))
+            .unwrap(),
         EventOutcome::Recorded
     );
     assert_eq!(
-        lab.track(&TrackEvent::conversion(&id, "u1")).unwrap(),
+        lab.events()
+            .track(&TrackEvent::conversion(&id, "u1"))
+            .unwrap(),
         EventOutcome::Duplicate
     );
-    lab.track(&TrackEvent::value(&id, "u1", "watchTime", 10.0))
+    lab.events()
+        .track(&TrackEvent::value(&id, "u1", "watchTime", 10.0))
         .unwrap();
-    lab.track(&TrackEvent::value(&id, "u1", "watchTime", 5.0))
+    lab.events()
+        .track(&TrackEvent::value(&id, "u1", "watchTime", 5.0))
         .unwrap();
-    let computed = lab.compute_results(&id).unwrap();
+    let computed = lab.reports().compute_results(&id).unwrap();
     let row = computed
         .variants
         .iter()
@@ -73,7 +79,7 @@ fn conversions_count_once_per_unit_and_need_enrolment() {
         (row.sample_size, row.conversions, row.conversion_rate),
         (1, 1, Some(1.0))
     );
-    let raw = lab.results(&id).unwrap();
+    let raw = lab.reports().results(&id).unwrap();
     let rv = raw
         .variants
         .iter()
@@ -92,6 +98,7 @@ fn events_are_rejected_unless_running_and_for_known_metrics() {
     let id = running(&lab, json!(["conversion", "watchTime", "completionRate"]));
     lab.expose(&id, &Context::new("u1")).unwrap();
     let err = lab
+        .events()
         .track(&TrackEvent::conversion(&id, "u1").goal("clicks"))
         .unwrap_err();
     assert!(
@@ -99,24 +106,27 @@ fn events_are_rejected_unless_running_and_for_known_metrics() {
         "{err}"
     );
     let err = lab
+        .events()
         .track(&TrackEvent::conversion(&id, "u1").goal("watchTime"))
         .unwrap_err();
     assert!(err.to_string().starts_with("value: missing"), "{err}");
     let mut ratio = TrackEvent::value(&id, "u1", "completionRate", 1.0);
     assert!(
-        lab.track(&ratio)
+        lab.events()
+            .track(&ratio)
             .unwrap_err()
             .to_string()
             .starts_with("denominator: missing")
     );
     ratio.denominator = Some(1.0);
-    assert_eq!(lab.track(&ratio).unwrap(), EventOutcome::Recorded);
+    assert_eq!(lab.events().track(&ratio).unwrap(), EventOutcome::Recorded);
     assert!(
-        lab.track(&TrackEvent::value(&id, "u1", "watchTime", f64::NAN))
+        lab.events()
+            .track(&TrackEvent::value(&id, "u1", "watchTime", f64::NAN))
             .is_err()
     );
-    lab.stop(&id, StopRequest::default()).unwrap();
-    match lab.track(&TrackEvent::conversion(&id, "u1")) {
+    lab.experiments().stop(&id, StopRequest::default()).unwrap();
+    match lab.events().track(&TrackEvent::conversion(&id, "u1")) {
         Err(Error::Lifecycle {
             operation: Operation::Track,
             ..
@@ -147,11 +157,14 @@ fn event_ids_make_retries_idempotent_and_windows_apply() {
     );
     lab.expose(&id, &Context::new("u")).unwrap();
     let e = TrackEvent::value(&id, "u", "revenue", 3.0).event_id("evt-1");
-    assert_eq!(lab.track(&e).unwrap(), EventOutcome::Recorded);
-    assert_eq!(lab.track(&e).unwrap(), EventOutcome::DuplicateEventId);
+    assert_eq!(lab.events().track(&e).unwrap(), EventOutcome::Recorded);
+    assert_eq!(
+        lab.events().track(&e).unwrap(),
+        EventOutcome::DuplicateEventId
+    );
     let early = TrackEvent::value(&id, "u", "revenue", 1.0).at(Timestamp::from_unix_millis(T0 - 1));
     assert!(matches!(
-        lab.track(&early),
+        lab.events().track(&early),
         Err(Error::Rejected {
             reason: Rejection::BeforeExposure,
             ..
@@ -159,13 +172,14 @@ fn event_ids_make_retries_idempotent_and_windows_apply() {
     ));
     clock.advance_millis(3_600_001);
     assert!(matches!(
-        lab.track(&TrackEvent::value(&id, "u", "revenue", 1.0)),
+        lab.events()
+            .track(&TrackEvent::value(&id, "u", "revenue", 1.0)),
         Err(Error::Rejected {
             reason: Rejection::OutsideWindow,
             ..
         })
     ));
-    let raw = lab.results(&id).unwrap();
+    let raw = lab.reports().results(&id).unwrap();
     let sum: f64 = raw.variants.iter().map(|v| v.results[0].totals.sum).sum();
     assert_eq!(sum, 3.0);
 }
@@ -176,6 +190,7 @@ fn batch_gives_per_event_outcomes() {
     let id = running(&lab, json!(["conversion"]));
     lab.expose(&id, &Context::new("a")).unwrap();
     let out = lab
+        .events()
         .track_batch(&[
             TrackEvent::conversion(&id, "a"),
             TrackEvent::conversion(&id, "a"),
@@ -263,16 +278,26 @@ fn a_batch_equals_the_same_events_tracked_one_by_one() {
     };
     let mut outcomes_a = Vec::new();
     for chunk in ea.chunks(500) {
-        outcomes_a.extend(batched.track_batch(chunk).unwrap().iter().map(kind));
+        outcomes_a.extend(
+            batched
+                .events()
+                .track_batch(chunk)
+                .unwrap()
+                .iter()
+                .map(kind),
+        );
     }
-    let outcomes_b: Vec<String> = eb.iter().map(|e| kind(&single.track(e))).collect();
+    let outcomes_b: Vec<String> = eb.iter().map(|e| kind(&single.events().track(e))).collect();
     assert_eq!(outcomes_a, outcomes_b);
     assert!(outcomes_a.iter().any(|o| o == "Recorded"));
     assert!(outcomes_a.iter().any(|o| o == "Duplicate"));
     assert!(outcomes_a.iter().any(|o| o == "DuplicateEventId"));
     assert!(outcomes_a.iter().any(|o| o.starts_with("rejected")));
     for (a, b) in ids_a.iter().zip(&ids_b) {
-        let (ra, rb) = (batched.results(a).unwrap(), single.results(b).unwrap());
+        let (ra, rb) = (
+            batched.reports().results(a).unwrap(),
+            single.reports().results(b).unwrap(),
+        );
         // Ids (and so salts and variants) differ between the two labs: compare over variants.
         // Every value is a whole number, so the sums are exact in any order.
         let totals = |r: &abkit::RawResults| {
@@ -306,7 +331,9 @@ fn forced_units_are_left_out_and_hook_sees_each_exposure_once() {
         lab.expose(&id, &Context::new("qa_user")).unwrap();
         lab.expose(&id, &Context::new("u1")).unwrap();
     }
-    lab.track(&TrackEvent::conversion(&id, "qa_user")).unwrap();
+    lab.events()
+        .track(&TrackEvent::conversion(&id, "qa_user"))
+        .unwrap();
     let seen = seen.lock().unwrap().clone();
     assert_eq!(
         seen.len(),
@@ -314,19 +341,20 @@ fn forced_units_are_left_out_and_hook_sees_each_exposure_once() {
         "the hook is called once per (experiment, unit): {seen:?}"
     );
     assert_eq!(seen[0], ("qa_user".into(), "treatment".into(), true));
-    let counts = lab.get_experiment_with_counts(&id).unwrap();
+    let counts = lab.reports().experiment_with_counts(&id).unwrap();
     assert_eq!(
         counts.participants.iter().sum::<u64>(),
         1,
         "the forced unit is not a participant"
     );
     assert_eq!(counts.conversions, 0);
-    let json = serde_json::to_value(&counts).unwrap();
+    let json = serde_json::to_value(abkit::wire::flow::ExperimentPayload(counts)).unwrap();
     assert_eq!(json["_count"]["assignments"], 1);
     let listed = lab
-        .list_experiments_with_counts(&abkit::ListQuery::default())
+        .reports()
+        .list_with_counts(&abkit::ListQuery::default())
         .unwrap();
-    let listed = serde_json::to_value(&listed).unwrap();
+    let listed = serde_json::to_value(abkit::wire::flow::experiments_page(listed)).unwrap();
     assert_eq!(listed["data"][0]["_count"]["assignments"], 1);
     assert_eq!(listed["meta"]["total"], 1);
     assert!(json["variants"][0]["participants"].is_u64());
@@ -345,11 +373,13 @@ fn concurrent_tracking_is_exact() {
                 for i in 0..500 {
                     let unit = format!("u{}", (i + t * 250) % 1000);
                     lab.expose(&id, &Context::new(unit.as_str())).unwrap();
-                    lab.track(&TrackEvent::conversion(&id, &unit)).unwrap();
+                    lab.events()
+                        .track(&TrackEvent::conversion(&id, &unit))
+                        .unwrap();
                     let e = TrackEvent::value(&id, &unit, "watchTime", 2.0)
                         .event_id(&format!("w-{unit}"));
-                    lab.track(&e).unwrap();
-                    lab.track(&e).unwrap();
+                    lab.events().track(&e).unwrap();
+                    lab.events().track(&e).unwrap();
                 }
             })
         })
@@ -357,7 +387,7 @@ fn concurrent_tracking_is_exact() {
     for t in threads {
         t.join().unwrap();
     }
-    let raw = lab.results(&id).unwrap();
+    let raw = lab.reports().results(&id).unwrap();
     let units: u64 = raw.variants.iter().map(|v| v.participants).sum();
     let conv: f64 = raw.variants.iter().map(|v| v.results[0].totals.sum).sum();
     let watch: f64 = raw.variants.iter().map(|v| v.results[1].totals.sum).sum();
@@ -448,7 +478,7 @@ fn failed_writes_leave_nothing_and_retries_count_once() {
         for _ in 0..2 {
             // Every event sent twice; a failed attempt is retried until it is stored.
             loop {
-                match lab.track(&TrackEvent::conversion(&id, &unit)) {
+                match lab.events().track(&TrackEvent::conversion(&id, &unit)) {
                     Ok(_) => break,
                     Err(Error::Storage(_)) => failures += 1,
                     Err(e) => panic!("{e}"),
@@ -457,7 +487,7 @@ fn failed_writes_leave_nothing_and_retries_count_once() {
             let batch =
                 [TrackEvent::value(&id, &unit, "watchTime", 1.5).event_id(&format!("w{i}"))];
             loop {
-                match lab.track_batch(&batch) {
+                match lab.events().track_batch(&batch) {
                     Ok(out) => {
                         assert!(out[0].is_ok());
                         break;
@@ -469,7 +499,7 @@ fn failed_writes_leave_nothing_and_retries_count_once() {
         }
     }
     assert!(failures > 100, "the double must really fail ({failures})");
-    let raw = lab.results(&id).unwrap();
+    let raw = lab.reports().results(&id).unwrap();
     assert_eq!(
         raw.variants.iter().map(|v| v.participants).sum::<u64>(),
         200
@@ -495,12 +525,14 @@ fn huge_values_are_rejected_and_totals_stay_finite() {
     let (lab, _) = lab_with(Arc::new(MemoryStorage::new()));
     let id = running(&lab, json!(["watchTime"]));
     lab.expose(&id, &Context::new("u")).unwrap();
-    lab.track(&TrackEvent::value(&id, "u", "watchTime", 1e99))
+    lab.events()
+        .track(&TrackEvent::value(&id, "u", "watchTime", 1e99))
         .unwrap();
     for v in [1e200, 1e308] {
         assert!(
             matches!(
-                lab.track(&TrackEvent::value(&id, "u", "watchTime", v)),
+                lab.events()
+                    .track(&TrackEvent::value(&id, "u", "watchTime", v)),
                 Err(Error::Rejected {
                     reason: Rejection::InvalidValue,
                     ..
@@ -509,7 +541,7 @@ fn huge_values_are_rejected_and_totals_stay_finite() {
             "{v}"
         );
     }
-    let raw = lab.results(&id).unwrap();
+    let raw = lab.reports().results(&id).unwrap();
     for v in &raw.variants {
         let t = &v.results[0].totals;
         assert!(t.sum.is_finite() && t.sum_squares.is_finite());
@@ -529,7 +561,7 @@ fn record_exposure_checks_the_variant() {
         variant_index: 7,
         forced: false,
     };
-    let err = lab.record_exposure(&bad).unwrap_err();
+    let err = lab.events().record(&bad).unwrap_err();
     assert!(
         err.to_string()
             .starts_with("variant: \"control\" (index 7)"),
@@ -542,7 +574,7 @@ fn record_exposure_checks_the_variant() {
         variant_index: 0,
         forced: false,
     };
-    assert!(lab.record_exposure(&empty).is_err());
+    assert!(lab.events().record(&empty).is_err());
     let good = abkit::Exposure {
         experiment_id: &exp_id,
         unit_id: "u",
@@ -550,5 +582,5 @@ fn record_exposure_checks_the_variant() {
         variant_index: 0,
         forced: false,
     };
-    assert_eq!(lab.record_exposure(&good).unwrap(), EventOutcome::Enrolled);
+    assert_eq!(lab.events().record(&good).unwrap(), EventOutcome::Enrolled);
 }

@@ -1,12 +1,15 @@
-//! Audiences, saved groups, layers and lab-wide settings.
+//! Audiences, saved groups, layers, the global holdout and lab-wide settings.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::allocation::BucketRange;
-use crate::assign::Holdout;
+use crate::model::experiment::Experiment;
+use crate::model::flag::Flag;
 use crate::model::ids::{AudienceId, LayerId, SavedGroupId};
-use crate::targeting::Condition;
+use crate::targeting::{Condition, SavedGroups};
 
 /// A named, reusable targeting condition that experiments reference by `audienceId`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,10 +56,49 @@ impl Layer {
     }
 }
 
-/// Lab-wide settings.
+/// A holdout: units whose bucket under `salt` falls in `range` are enrolled in no experiment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Holdout {
+    /// The salt of the holdout's own hash.
+    pub salt: String,
+    /// The held-out buckets.
+    pub range: BucketRange,
+}
+
+/// Lab-wide settings: one record.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Settings {
+pub struct Settings {
+    /// The global holdout.
     #[serde(default)]
-    pub(crate) holdout: Option<Holdout>,
+    pub holdout: Option<Holdout>,
+}
+
+/// The whole configuration, decoded: what a snapshot is compiled from. Kept by the control
+/// plane under its writer lock and changed one record at a time.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Configuration {
+    pub(crate) experiments: BTreeMap<String, Experiment>,
+    pub(crate) flags: BTreeMap<String, Flag>,
+    pub(crate) audiences: BTreeMap<String, Audience>,
+    pub(crate) saved_groups: BTreeMap<String, SavedGroup>,
+    pub(crate) layers: BTreeMap<String, Layer>,
+    pub(crate) settings: Settings,
+    /// The saved groups as conditions bind them (kept in step with `saved_groups`).
+    pub(crate) groups: SavedGroups,
+}
+
+impl Configuration {
+    /// Adds or replaces a saved group, keeping the bound form in step.
+    pub(crate) fn put_saved_group(&mut self, group: SavedGroup) {
+        self.groups.insert(group.id.as_str(), group.values.clone());
+        self.saved_groups.insert(group.id.to_string(), group);
+    }
+
+    /// Removes a saved group.
+    pub(crate) fn remove_saved_group(&mut self, id: &str) {
+        self.groups.remove(id);
+        self.saved_groups.remove(id);
+    }
 }

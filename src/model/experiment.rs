@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::allocation::{BucketRange, Traffic, Weights};
-use crate::error::ValidationError;
-use crate::lifecycle::Status;
 use crate::model::ids::{AudienceId, ExperimentId, FlagId, LayerId, VariantKey};
+use crate::model::lifecycle::Status;
+use crate::model::limits::{MAX_DESCRIPTION_LEN, MAX_METRIC_SLOTS};
 use crate::model::metric::{MetricCatalogue, MetricDefinition, MetricSpec};
+use crate::model::validation::ValidationError;
 use crate::model::variant::{NewVariant, Variant, check_name, resolve_variants};
 use crate::targeting::Condition;
 use crate::time::Timestamp;
@@ -173,7 +174,7 @@ pub struct ExperimentPatch {
 
 /// An experiment: validated, as stored and served.
 ///
-/// Built by [`crate::Lab::create_experiment`]; read through its getters; serializes to the
+/// Built by [`crate::Experiments::create`]; read through its getters; serializes to the
 /// canonical camelCase form, which deserializes back (with the same validation).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Experiment(ExperimentData);
@@ -222,8 +223,6 @@ pub(crate) struct ExperimentData {
     pub(crate) winner: Option<VariantKey>,
     #[serde(default)]
     pub(crate) stop_reason: Option<String>,
-    #[serde(default)]
-    pub(crate) version: u64,
 }
 
 // `Variant` deserializes through the request form, so stored experiments accept every alias.
@@ -255,11 +254,11 @@ fn traffic_from(field: &str, fraction: f64) -> Result<Traffic, ValidationError> 
             format!("{fraction} is outside [0, 1]"),
         ));
     }
-    Traffic::from_fraction(fraction).map_err(|e| ValidationError::field(field, e.to_string()))
+    Traffic::from_fraction(fraction).map_err(|e| ValidationError::weight(field, e))
 }
 
 fn parse_condition(field: &str, value: &Value) -> Result<Condition, ValidationError> {
-    Condition::parse(value).map_err(|e| ValidationError::field(field, e.to_string()))
+    Condition::parse(value).map_err(|e| ValidationError::condition(field, e))
 }
 
 fn resolve_metrics(
@@ -366,7 +365,6 @@ impl Experiment {
             updated_at: now,
             winner: None,
             stop_reason: None,
-            version: 0,
         };
         Experiment::from_data(data)
     }
@@ -435,23 +433,26 @@ impl Experiment {
     pub(crate) fn from_data(d: ExperimentData) -> Result<Experiment, ValidationError> {
         check_name("name", &d.name)?;
         if let Some(desc) = &d.description
-            && desc.chars().count() > 10_000
+            && desc.chars().count() > MAX_DESCRIPTION_LEN
         {
             return Err(ValidationError::field(
                 "description",
-                "longer than 10000 characters",
+                format!(
+                    "{} characters, at most {MAX_DESCRIPTION_LEN} allowed",
+                    desc.chars().count()
+                ),
             ));
         }
         // Variant ids unique, weights summing to exactly 100%.
         let inputs: Vec<NewVariant> = d.variants.iter().map(Variant::to_input).collect();
         resolve_variants(&inputs)?;
-        if d.metrics.len() > crate::storage::MAX_METRIC_SLOTS as usize {
+        if d.metrics.len() > MAX_METRIC_SLOTS as usize {
             return Err(ValidationError::field(
                 "metrics",
                 format!(
                     "{} given, at most {} allowed",
                     d.metrics.len(),
-                    crate::storage::MAX_METRIC_SLOTS
+                    MAX_METRIC_SLOTS
                 ),
             ));
         }
@@ -546,7 +547,7 @@ impl Experiment {
     /// keeps the no-panic promise without an `unwrap`.
     pub fn weights(&self) -> Result<Weights, ValidationError> {
         let ws = self.0.variants.iter().map(|v| v.weight).collect();
-        Weights::new(ws).map_err(|e| ValidationError::field("variants", e.to_string()))
+        Weights::new(ws).map_err(|e| ValidationError::weight("variants", e))
     }
     /// Its metrics; the first is primary.
     pub fn metrics(&self) -> &[MetricDefinition] {
@@ -603,9 +604,5 @@ impl Experiment {
     /// Why it was stopped.
     pub fn stop_reason(&self) -> Option<&str> {
         self.0.stop_reason.as_deref()
-    }
-    /// The storage version it was read at (optimistic concurrency).
-    pub fn version(&self) -> u64 {
-        self.0.version
     }
 }

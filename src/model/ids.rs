@@ -5,10 +5,9 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::ValidationError;
-
-/// The longest identifier accepted, in bytes.
-pub const MAX_ID_LEN: usize = 200;
+pub use crate::model::limits::MAX_ID_LEN;
+use crate::model::validation::ValidationError;
+use crate::time::Timestamp;
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
@@ -158,8 +157,9 @@ id_type!(
 
 /// Makes new ids for experiments, flags and audiences. Replace it to use your own scheme.
 pub trait IdGenerator: Send + Sync + fmt::Debug {
-    /// A new unique id starting with `prefix` (such as `exp_`).
-    fn generate(&self, prefix: &str) -> String;
+    /// A new unique id starting with `prefix` (such as `exp_`), made at `now` (the lab's
+    /// injected clock: a generator reads no clock of its own).
+    fn generate(&self, prefix: &str, now: Timestamp) -> String;
 }
 
 /// The default generator: `prefix` + 22 url-safe characters (a millisecond time part and a
@@ -192,16 +192,13 @@ fn push_base32(out: &mut String, mut x: u64, chars: usize) {
 }
 
 impl IdGenerator for DefaultIdGenerator {
-    fn generate(&self, prefix: &str) -> String {
+    fn generate(&self, prefix: &str, now: Timestamp) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
         let mut h = self.keys.build_hasher();
         h.write_u64(n);
-        h.write_u128(now);
+        h.write_i64(now.unix_millis());
         let random = h.finish();
-        let millis = u64::try_from(now / 1_000_000).unwrap_or(u64::MAX);
+        let millis = u64::try_from(now.unix_millis()).unwrap_or(0);
         let mut out = String::with_capacity(prefix.len() + 22);
         out.push_str(prefix);
         push_base32(&mut out, millis, 9);
@@ -215,7 +212,7 @@ impl IdGenerator for DefaultIdGenerator {
 pub struct SequentialIdGenerator(AtomicU64);
 
 impl IdGenerator for SequentialIdGenerator {
-    fn generate(&self, prefix: &str) -> String {
+    fn generate(&self, prefix: &str, _now: Timestamp) -> String {
         let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
         format!("{prefix}{n}")
     }
@@ -237,12 +234,27 @@ mod tests {
     #[test]
     fn default_ids_are_unique_and_url_safe() {
         let g = DefaultIdGenerator::default();
-        let ids: std::collections::HashSet<String> =
-            (0..10_000).map(|_| g.generate("exp_")).collect();
+        let ids: std::collections::HashSet<String> = (0..10_000)
+            .map(|_| g.generate("exp_", Timestamp::from_unix_millis(1_700_000_000_000)))
+            .collect();
         assert_eq!(ids.len(), 10_000);
         for id in ids.iter().take(50) {
             assert_eq!(id.len(), 4 + 22);
             assert!(id[4..].bytes().all(|b| ALPHABET.contains(&b)), "{id}");
         }
+    }
+
+    #[test]
+    fn default_ids_take_their_time_from_the_injected_clock() {
+        let g = DefaultIdGenerator::default();
+        let at = |ms| Timestamp::from_unix_millis(ms);
+        let a = g.generate("exp_", at(0));
+        let b = g.generate("exp_", at(0));
+        let c = g.generate("exp_", at(1_000));
+        // The 9-character time part is the clock's, not the machine's.
+        assert_eq!(&a[4..13], "000000000");
+        assert_eq!(&a[4..13], &b[4..13]);
+        assert_eq!(&c[4..13], "0000000z8");
+        assert_ne!(a, b);
     }
 }

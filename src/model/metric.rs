@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ValidationError;
+use crate::model::validation::ValidationError;
 pub use crate::stats::MetricKind;
 
 /// What an experiment measures, and how.

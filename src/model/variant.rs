@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::allocation::{Weight, Weights};
-use crate::error::ValidationError;
 use crate::model::ids::VariantKey;
+use crate::model::limits::{MAX_NAME_LEN, MAX_VARIANTS};
+use crate::model::validation::ValidationError;
 
 /// One arm of an experiment.
 ///
@@ -156,8 +157,7 @@ impl NewVariant {
             }
             _ => Weight::from_percentage(value),
         };
-        w.map(Some)
-            .map_err(|e| ValidationError::field(field, e.to_string()))
+        w.map(Some).map_err(|e| ValidationError::weight(field, e))
     }
 }
 
@@ -172,10 +172,10 @@ pub(crate) fn resolve_variants(
             format!("{} given, at least 2 required", inputs.len()),
         ));
     }
-    if inputs.len() > 1000 {
+    if inputs.len() > MAX_VARIANTS {
         return Err(ValidationError::field(
             "variants",
-            format!("{} given, at most 1000 allowed", inputs.len()),
+            format!("{} given, at most {MAX_VARIANTS} allowed", inputs.len()),
         ));
     }
     let weights: Vec<Option<Weight>> = inputs
@@ -184,8 +184,7 @@ pub(crate) fn resolve_variants(
         .map(|(i, v)| v.weight(&format!("variants[{i}]")))
         .collect::<Result<_, _>>()?;
     let weights = if weights.iter().all(Option::is_none) {
-        Weights::even(inputs.len())
-            .map_err(|e| ValidationError::field("variants", e.to_string()))?
+        Weights::even(inputs.len()).map_err(|e| ValidationError::weight("variants", e))?
     } else {
         let mut ws = Vec::with_capacity(weights.len());
         for (i, w) in weights.into_iter().enumerate() {
@@ -196,7 +195,7 @@ pub(crate) fn resolve_variants(
                 )
             })?);
         }
-        Weights::new(ws).map_err(|e| ValidationError::field("variants", e.to_string()))?
+        Weights::new(ws).map_err(|e| ValidationError::weight("variants", e))?
     };
     let mut variants: Vec<Variant> = Vec::with_capacity(inputs.len());
     for (i, (input, weight)) in inputs.iter().zip(weights.as_slice()).enumerate() {
@@ -211,9 +210,6 @@ pub(crate) fn resolve_variants(
     }
     Ok((variants, weights))
 }
-
-/// The longest name accepted, in characters.
-pub const MAX_NAME_LEN: usize = 200;
 
 /// Checks a human name: 1 to 200 characters.
 pub(crate) fn check_name(field: &str, name: &str) -> Result<(), ValidationError> {

@@ -1,17 +1,37 @@
-//! Results: raw counts (the flow API's `results`), computed conversion rates (its
+//! Reports: raw counts (the flow API's `results`), computed conversion rates (its
 //! `compute-results`), per-experiment counts for get/list payloads, and the full analysis (the
-//! feed API's results) through [`crate::stats`].
+//! feed API's results): storage totals → a stats request → [`crate::stats::analyze`].
+//!
+//! Architecture invariant: reports read (experiments through the control plane, totals from
+//! storage) and never write; they import `control`, `model`, `storage`, `stats` and `error`.
 
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::error::Error;
-use crate::lab::Lab;
-use crate::lifecycle::Status;
+use crate::control::codec::Versioned;
+use crate::control::experiments::Experiments;
+use crate::control::{ListQuery, Page};
+use crate::error::Result;
 use crate::model::experiment::Experiment;
+use crate::model::lifecycle::Status;
 use crate::model::metric::MetricKind;
-use crate::storage::{ExperimentTotals, MetricTotals};
-use crate::time::Timestamp;
+use crate::storage::{ExperimentTotals, MetricTotals, Storage};
+use crate::time::{Clock, Timestamp};
+
+/// The reports of a lab: `lab.reports()`.
+#[derive(Clone, Copy)]
+pub struct Reports<'l> {
+    experiments: Experiments<'l>,
+    storage: &'l dyn Storage,
+    clock: &'l dyn Clock,
+}
+
+impl std::fmt::Debug for Reports<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reports")
+            .field("storage", &self.storage)
+            .finish_non_exhaustive()
+    }
+}
 
 /// One metric's raw sums in one variant.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -90,36 +110,18 @@ pub struct ComputedResults {
     pub variants: Vec<ComputedVariant>,
 }
 
-/// An experiment with its counts, as the get and list payloads carry them: the flow API's
+/// An experiment with its counts, as the get and list payloads carry them (the flow API's
 /// `_count.assignments`, the feed API's per-variant `participants`, the flag API's
-/// `conversions`.
-#[derive(Clone, Debug, PartialEq)]
+/// `conversions`: those shapes are [`crate::wire`]'s).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ExperimentWithCounts {
-    /// The experiment.
-    pub experiment: Experiment,
+    /// The experiment, with its storage version.
+    pub experiment: Versioned<Experiment>,
     /// Enrolled units per variant, in variant order.
     pub participants: Vec<u64>,
     /// Conversions on the conversion metric (see [`ComputedResults::metric`]).
     pub conversions: u64,
-}
-
-impl Serialize for ExperimentWithCounts {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut v = serde_json::to_value(&self.experiment).map_err(serde::ser::Error::custom)?;
-        if let Some(vs) = v.get_mut("variants").and_then(Value::as_array_mut) {
-            for (variant, n) in vs.iter_mut().zip(&self.participants) {
-                if let Some(o) = variant.as_object_mut() {
-                    o.insert("participants".into(), (*n).into());
-                }
-            }
-        }
-        if let Some(o) = v.as_object_mut() {
-            let total: u64 = self.participants.iter().sum();
-            o.insert("_count".into(), serde_json::json!({ "assignments": total }));
-            o.insert("conversions".into(), self.conversions.into());
-        }
-        v.serialize(s)
-    }
 }
 
 /// The slot of the metric counted as "conversions".
@@ -142,40 +144,40 @@ fn count(x: f64) -> u64 {
     }
 }
 
-impl Lab {
+impl<'l> Reports<'l> {
+    pub(crate) fn new(
+        experiments: Experiments<'l>,
+        storage: &'l dyn Storage,
+        clock: &'l dyn Clock,
+    ) -> Reports<'l> {
+        Reports {
+            experiments,
+            storage,
+            clock,
+        }
+    }
+
     /// The experiment `id` with its counts.
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`]; a storage failure.
-    pub fn get_experiment_with_counts(&self, id: &str) -> Result<ExperimentWithCounts, Error> {
-        let e = self.get_experiment(id)?;
-        let totals = self.storage().totals(id)?;
+    /// [`crate::Error::NotFound`]; a storage failure.
+    pub fn experiment_with_counts(&self, id: &str) -> Result<ExperimentWithCounts> {
+        let e = self.experiments.get(id)?;
+        let totals = self.storage.totals(id)?;
         Ok(with_counts(e, &totals))
     }
 
-    /// A page of experiments with their counts: the flow API's list payload
+    /// A page of experiments with their counts: what the flow API's list payload carries
     /// (`_count.assignments` per experiment).
     ///
     /// # Errors
     ///
-    /// As [`Lab::list_experiments`].
-    pub fn list_experiments_with_counts(
-        &self,
-        query: &crate::lab::ListQuery,
-    ) -> Result<crate::lab::Page<ExperimentWithCounts>, Error> {
-        let page = self.list_experiments(query)?;
-        let data = page
-            .data
-            .into_iter()
-            .map(|e| {
-                let totals = self.storage().totals(e.id().as_str())?;
-                Ok(with_counts(e, &totals))
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        Ok(crate::lab::Page {
-            data,
-            meta: page.meta,
+    /// As [`Experiments::list`].
+    pub fn list_with_counts(&self, query: &ListQuery) -> Result<Page<ExperimentWithCounts>> {
+        self.experiments.list(query)?.try_map(|e| {
+            let totals = self.storage.totals(e.id().as_str())?;
+            Ok(with_counts(e, &totals))
         })
     }
 
@@ -183,10 +185,10 @@ impl Lab {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`]; a storage failure.
-    pub fn results(&self, id: &str) -> Result<RawResults, Error> {
-        let e = self.get_experiment(id)?;
-        let totals = self.storage().totals(id)?;
+    /// [`crate::Error::NotFound`]; a storage failure.
+    pub fn results(&self, id: &str) -> Result<RawResults> {
+        let e = self.experiments.get(id)?;
+        let totals = self.storage.totals(id)?;
         let variants = e
             .variants()
             .iter()
@@ -226,10 +228,10 @@ impl Lab {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`]; a storage failure.
-    pub fn compute_results(&self, id: &str) -> Result<ComputedResults, Error> {
-        let e = self.get_experiment(id)?;
-        let totals = self.storage().totals(id)?;
+    /// [`crate::Error::NotFound`]; a storage failure.
+    pub fn compute_results(&self, id: &str) -> Result<ComputedResults> {
+        let e = self.experiments.get(id)?;
+        let totals = self.storage.totals(id)?;
         let slot = conversion_slot(&e);
         let variants = e
             .variants()
@@ -260,7 +262,10 @@ impl Lab {
     }
 }
 
-pub(crate) fn with_counts(e: Experiment, totals: &ExperimentTotals) -> ExperimentWithCounts {
+pub(crate) fn with_counts(
+    e: Versioned<Experiment>,
+    totals: &ExperimentTotals,
+) -> ExperimentWithCounts {
     let participants = (0..e.variants().len())
         .map(|i| totals.variant(i).participants)
         .collect();
@@ -407,24 +412,20 @@ pub(crate) fn analysis_request(
     request
 }
 
-impl Lab {
+impl Reports<'_> {
     /// The full analysis of experiment `id` (the feed API's results), through [`crate::stats`].
+    /// An experiment without data yet gets a report whose estimates are `null`.
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`]; [`Error::Stats`] when the data cannot be analysed yet (a variant
-    /// with fewer units than a metric needs: 1 for a proportion, 2 for a mean or ratio) or the
-    /// options are invalid; a storage failure.
-    pub fn analyze(
-        &self,
-        id: &str,
-        options: &AnalysisOptions,
-    ) -> Result<ExperimentAnalysis, Error> {
-        let e = self.get_experiment(id)?;
-        let totals = self.storage().totals(id)?;
+    /// [`crate::Error::NotFound`]; [`crate::Error::Stats`] when the options are invalid; a
+    /// storage failure.
+    pub fn analyze(&self, id: &str, options: &AnalysisOptions) -> Result<ExperimentAnalysis> {
+        let e = self.experiments.get(id)?;
+        let totals = self.storage.totals(id)?;
         let request = analysis_request(&e, &totals, options);
         let report = crate::stats::analyze(&request)?;
-        let end = e.ended_at().unwrap_or_else(|| self.now());
+        let end = e.ended_at().unwrap_or_else(|| self.clock.now());
         let duration = Duration {
             days: e.started_at().map_or(0, |s| end.whole_days_since(s)),
             started_at: e.started_at(),

@@ -100,14 +100,14 @@ impl fmt::Display for Status {
 }
 
 impl std::str::FromStr for Status {
-    type Err = crate::error::ValidationError;
+    type Err = crate::model::validation::ValidationError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Status::ALL
             .into_iter()
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
-                crate::error::ValidationError::field(
+                crate::model::validation::ValidationError::field(
                     "status",
                     format!(
                         "unknown status {s:?}, expected one of draft, running, stopped, completed, archived"

@@ -1,15 +1,49 @@
 //! The event plane: recording exposures, conversions, metric values and covariates.
+//!
+//! Events are checked against the snapshot (the experiment runs, the metric exists, the value
+//! fits its kind) and folded by storage into per-variant sufficient statistics.
+//!
+//! Architecture invariant: the event plane imports `model`, `decision`, `storage` and `error`,
+//! and is the only caller of `Storage::apply_events` / `apply_event`.
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use crate::assign::{CompiledExperiment, Exposure, Snapshot};
-use crate::context::Context;
-use crate::error::{Error, ValidationError};
-use crate::lab::Lab;
-use crate::lifecycle::{Operation, Status};
+use crate::decision::context::Context;
+use crate::decision::experiment::{CompiledExperiment, Exposure};
+use crate::decision::snapshot::Snapshot;
+use crate::error::{Error, Result, ValidationError};
+use crate::model::ids::VariantKey;
+use crate::model::lifecycle::{Operation, Status};
 use crate::model::metric::MetricKind;
-use crate::storage::{Aggregation, EventOutcome, MetricSlot, UnitEvent, UnitEventKind};
-use crate::time::Timestamp;
+use crate::storage::{
+    Aggregation, EventOutcome, MetricSlot, Storage, StorageError, UnitEvent, UnitEventKind,
+};
+use crate::time::{Clock, Timestamp};
+
+/// Called with every exposure the event plane records (once per experiment and unit), to
+/// forward to analytics: the feed API's `experiment_exposure`.
+pub type ExposureHook = Arc<dyn Fn(&Exposure<'_>, Timestamp) + Send + Sync>;
+
+/// The event plane of a lab: `lab.events()`.
+#[derive(Clone, Copy)]
+pub struct Events<'l> {
+    storage: &'l dyn Storage,
+    clock: &'l dyn Clock,
+    snapshot: &'l ArcSwap<Snapshot>,
+    hook: Option<&'l ExposureHook>,
+}
+
+impl std::fmt::Debug for Events<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("storage", &self.storage)
+            .field("hook", &self.hook.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 /// An event to track: the flag API's track body (`experiment_id`, `user_id`) deserializes into
 /// it as written; `goal` (the metric) defaults to `conversion`.
@@ -109,24 +143,51 @@ struct Target<'s> {
     kind: MetricKind,
 }
 
-impl Lab {
-    /// Records the exposure a decision returned: enrols the unit (once per experiment and
-    /// unit) and, when that is new, calls the exposure hook.
+/// The running experiment `id` of `snapshot` (borrowed: no reference count is touched).
+fn running<'s>(snapshot: &'s Snapshot, id: &str) -> Result<&'s CompiledExperiment> {
+    let c = snapshot
+        .experiment(id)
+        .ok_or_else(|| Error::not_found("experiment", id))?;
+    let status = c.experiment().status();
+    if status != Status::Running {
+        return Err(Error::Lifecycle {
+            id: id.to_owned(),
+            operation: Operation::Track,
+            status,
+        });
+    }
+    Ok(c)
+}
+
+impl<'l> Events<'l> {
+    pub(crate) fn new(
+        storage: &'l dyn Storage,
+        clock: &'l dyn Clock,
+        snapshot: &'l ArcSwap<Snapshot>,
+        hook: Option<&'l ExposureHook>,
+    ) -> Events<'l> {
+        Events {
+            storage,
+            clock,
+            snapshot,
+            hook,
+        }
+    }
+
+    /// Records the exposure a decision returned ([`crate::Decision::exposure`],
+    /// [`crate::Evaluation::exposure`]): enrols the unit (once per experiment and unit) and,
+    /// when that is new, calls the exposure hook.
     ///
     /// # Errors
     ///
     /// [`Error::Lifecycle`] unless the experiment is running; a storage failure.
-    pub fn record_exposure(&self, exposure: &Exposure<'_>) -> Result<EventOutcome, Error> {
-        self.record_exposure_at(exposure, self.now())
+    pub fn record(&self, exposure: &Exposure<'_>) -> Result<EventOutcome> {
+        self.record_at(exposure, self.clock.now())
     }
 
-    fn record_exposure_at(
-        &self,
-        exposure: &Exposure<'_>,
-        at: Timestamp,
-    ) -> Result<EventOutcome, Error> {
-        let snapshot = self.snapshot();
-        let c = Lab::running(&snapshot, exposure.experiment_id.as_str())?;
+    fn record_at(&self, exposure: &Exposure<'_>, at: Timestamp) -> Result<EventOutcome> {
+        let snapshot = self.snapshot.load();
+        let c = running(&snapshot, exposure.experiment_id.as_str())?;
         let matches = c
             .experiment()
             .variants()
@@ -147,7 +208,7 @@ impl Lab {
         if exposure.unit_id.is_empty() {
             return Err(ValidationError::field("unitId", "\"\" is empty").into());
         }
-        let outcome = self.storage().apply_event(&UnitEvent {
+        let outcome = self.storage.apply_event(&UnitEvent {
             experiment: exposure.experiment_id.as_str(),
             unit: exposure.unit_id,
             event_id: None,
@@ -158,7 +219,7 @@ impl Lab {
             },
         })?;
         if matches!(outcome, EventOutcome::Enrolled | EventOutcome::Excluded)
-            && let Some(hook) = self.hook()
+            && let Some(hook) = self.hook
         {
             hook(exposure, at);
         }
@@ -171,44 +232,22 @@ impl Lab {
     /// # Errors
     ///
     /// [`Error::NotFound`]; a storage failure.
-    pub fn expose(
-        &self,
-        id: &str,
-        ctx: &Context,
-    ) -> Result<Option<crate::model::ids::VariantKey>, Error> {
-        let snapshot = self.snapshot();
+    pub fn expose(&self, id: &str, ctx: &Context) -> Result<Option<VariantKey>> {
+        let snapshot = self.snapshot.load();
         let compiled = snapshot
-            .experiments
-            .get(id)
+            .experiment(id)
             .ok_or_else(|| Error::not_found("experiment", id))?;
         let a = compiled.assign(ctx);
         if let Some((exp, variant)) = a.sticky_assignment()
             && let Some(unit) = a.unit()
         {
-            self.storage()
+            self.storage
                 .save_sticky_assignments(unit, &[(exp, variant)])?;
         }
         if let Some(x) = a.exposure() {
-            self.record_exposure(&x)?;
+            self.record(&x)?;
         }
         Ok(a.variant_key().cloned())
-    }
-
-    /// The running experiment `id` of `snapshot` (borrowed: no reference count is touched).
-    fn running<'s>(snapshot: &'s Snapshot, id: &str) -> Result<&'s CompiledExperiment, Error> {
-        let c = snapshot
-            .experiments
-            .get(id)
-            .ok_or_else(|| Error::not_found("experiment", id))?;
-        let status = c.experiment().status();
-        if status != Status::Running {
-            return Err(Error::Lifecycle {
-                id: id.to_owned(),
-                operation: Operation::Track,
-                status,
-            });
-        }
-        Ok(c)
     }
 
     /// Checks an event against the snapshot and turns it into a storage event. The clock is
@@ -219,61 +258,12 @@ impl Lab {
         &self,
         snapshot: &'e Snapshot,
         e: &'e TrackEvent,
-    ) -> Result<UnitEvent<'e>, Error> {
-        self.event_of(Lab::target(snapshot, e)?, e)
-    }
-
-    /// What an event is about: its running experiment and its metric's slot and kind (checked
-    /// against the event's flag and goal).
-    fn target<'s>(snapshot: &'s Snapshot, e: &TrackEvent) -> Result<Target<'s>, Error> {
-        let c = Lab::running(snapshot, &e.experiment_id)?;
-        let exp = c.experiment();
-        if let Some(f) = &e.flag_id
-            && exp.flag_id().map(|x| x.as_str()) != Some(f.as_str())
-        {
-            return Err(ValidationError::field(
-                "flagId",
-                format!("{f:?} is not the flag of experiment {:?}", e.experiment_id),
-            )
-            .into());
-        }
-        let goal = e.goal.as_deref().unwrap_or("conversion");
-        let (index, metric) = exp
-            .metrics()
-            .iter()
-            .enumerate()
-            .find(|(_, m)| m.name() == goal)
-            .ok_or_else(|| {
-                let known: Vec<&str> = exp.metrics().iter().map(|m| m.name()).collect();
-                ValidationError::field(
-                    "goal",
-                    format!(
-                        "experiment {:?} has no metric {goal:?}; its metrics: {}",
-                        e.experiment_id,
-                        known.join(", ")
-                    ),
-                )
-            })?;
-        let slot = MetricSlot {
-            index: index as u32,
-            aggregation: if metric.kind() == MetricKind::Proportion {
-                Aggregation::Once
-            } else {
-                Aggregation::Sum
-            },
-            cap: metric.cap(),
-            window_millis: metric.conversion_window_millis(),
-        };
-        Ok(Target {
-            experiment: c,
-            goal: metric.name(),
-            slot,
-            kind: metric.kind(),
-        })
+    ) -> Result<UnitEvent<'e>> {
+        self.event_of(target(snapshot, e)?, e)
     }
 
     /// The storage event for `e`, whose target is `t`.
-    fn event_of<'e>(&self, t: Target<'e>, e: &'e TrackEvent) -> Result<UnitEvent<'e>, Error> {
+    fn event_of<'e>(&self, t: Target<'e>, e: &'e TrackEvent) -> Result<UnitEvent<'e>> {
         if e.unit_id.is_empty() {
             return Err(ValidationError::field("unitId", "\"\" is empty").into());
         }
@@ -309,7 +299,7 @@ impl Lab {
             experiment: t.experiment.experiment().id().as_str(),
             unit: &e.unit_id,
             event_id: e.event_id.as_deref(),
-            at: e.timestamp.unwrap_or_else(|| self.now()),
+            at: e.timestamp.unwrap_or_else(|| self.clock.now()),
             kind: UnitEventKind::Metric {
                 slot: t.slot,
                 value,
@@ -317,7 +307,72 @@ impl Lab {
             },
         })
     }
+}
 
+/// What an event is about: its running experiment and its metric's slot and kind (checked
+/// against the event's flag and goal).
+fn target<'s>(snapshot: &'s Snapshot, e: &TrackEvent) -> Result<Target<'s>> {
+    metric_target(
+        snapshot,
+        &e.experiment_id,
+        e.flag_id.as_deref(),
+        e.goal.as_deref(),
+    )
+}
+
+/// The target of an event on `goal` (default `conversion`) of experiment `experiment`.
+fn metric_target<'s>(
+    snapshot: &'s Snapshot,
+    experiment: &str,
+    flag_id: Option<&str>,
+    goal: Option<&str>,
+) -> Result<Target<'s>> {
+    let c = running(snapshot, experiment)?;
+    let exp = c.experiment();
+    if let Some(f) = flag_id
+        && exp.flag_id().map(|x| x.as_str()) != Some(f)
+    {
+        return Err(ValidationError::field(
+            "flagId",
+            format!("{f:?} is not the flag of experiment {experiment:?}"),
+        )
+        .into());
+    }
+    let goal = goal.unwrap_or("conversion");
+    let (index, metric) = exp
+        .metrics()
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.name() == goal)
+        .ok_or_else(|| {
+            let known: Vec<&str> = exp.metrics().iter().map(|m| m.name()).collect();
+            ValidationError::field(
+                "goal",
+                format!(
+                    "experiment {experiment:?} has no metric {goal:?}; its metrics: {}",
+                    known.join(", ")
+                ),
+            )
+        })?;
+    let slot = MetricSlot {
+        index: index as u32,
+        aggregation: if metric.kind() == MetricKind::Proportion {
+            Aggregation::Once
+        } else {
+            Aggregation::Sum
+        },
+        cap: metric.cap(),
+        window_millis: metric.conversion_window_millis(),
+    };
+    Ok(Target {
+        experiment: c,
+        goal: metric.name(),
+        slot,
+        kind: metric.kind(),
+    })
+}
+
+impl Events<'_> {
     /// Tracks one event. A conversion counts once per unit and goal; an event with an id seen
     /// before counts once.
     ///
@@ -326,10 +381,10 @@ impl Lab {
     /// [`Error::Lifecycle`] unless running; [`Error::Validation`] for an unknown goal or a
     /// missing or non-finite value; [`Error::Rejected`] for a unit that is not enrolled or an
     /// event outside the metric's window; a storage failure (nothing was counted: retry).
-    pub fn track(&self, event: &TrackEvent) -> Result<EventOutcome, Error> {
-        let snapshot = self.snapshot();
+    pub fn track(&self, event: &TrackEvent) -> Result<EventOutcome> {
+        let snapshot = self.snapshot.load();
         let ue = self.resolve_event(&snapshot, event)?;
-        match self.storage().apply_event(&ue)? {
+        match self.storage.apply_event(&ue)? {
             EventOutcome::Rejected(reason) => Err(Error::Rejected {
                 experiment: event.experiment_id.clone(),
                 unit: event.unit_id.clone(),
@@ -344,7 +399,7 @@ impl Lab {
     ///
     /// The fastest way in at volume: the snapshot is read once, each run of events for one
     /// experiment and goal is resolved once, and the in-memory store overlaps the batch's cache
-    /// misses (with a million units, about 2.5× the rate of single [`Lab::track`] calls; see
+    /// misses (with a million units, about 2.5× the rate of single [`Events::track`] calls; see
     /// BENCHMARKS.md).
     ///
     /// # Examples
@@ -357,10 +412,10 @@ impl Lab {
     /// let new: NewExperiment = serde_json::from_value(serde_json::json!({
     ///     "name": "checkout", "variants": [{"id": "a"}, {"id": "b"}]
     /// }))?;
-    /// let id = lab.create_experiment(new)?.id().to_string();
-    /// lab.start(&id)?;
+    /// let id = lab.experiments().create(new)?.id().to_string();
+    /// lab.experiments().start(&id)?;
     /// lab.expose(&id, &Context::new("u1"))?;
-    /// let out = lab.track_batch(&[
+    /// let out = lab.events().track_batch(&[
     ///     TrackEvent::conversion(&id, "u1"),
     ///     TrackEvent::conversion(&id, "u1"),
     ///     TrackEvent::conversion(&id, "never-exposed"),
@@ -374,11 +429,8 @@ impl Lab {
     /// # Errors
     ///
     /// A storage failure: nothing in the batch was counted.
-    pub fn track_batch(
-        &self,
-        events: &[TrackEvent],
-    ) -> Result<Vec<Result<EventOutcome, Error>>, Error> {
-        let snapshot = self.snapshot();
+    pub fn track_batch(&self, events: &[TrackEvent]) -> Result<Vec<Result<EventOutcome>>> {
+        let snapshot = self.snapshot.load();
         let mut valid: Vec<UnitEvent<'_>> = Vec::with_capacity(events.len());
         let mut invalid: Vec<(usize, Error)> = Vec::new();
         // Consecutive events of one experiment, goal and flag (the usual batch) share their
@@ -393,7 +445,7 @@ impl Lab {
                 {
                     Ok(t)
                 }
-                _ => Lab::target(&snapshot, e),
+                _ => target(&snapshot, e),
             };
             if let Ok(t) = target {
                 last = Some((e, t));
@@ -403,7 +455,7 @@ impl Lab {
                 Err(err) => invalid.push((i, err)),
             }
         }
-        let mut outcomes = self.storage().apply_events(&valid)?.into_iter();
+        let mut outcomes = self.storage.apply_events(&valid)?.into_iter();
         let mut invalid = invalid.into_iter().peekable();
         Ok(events
             .iter()
@@ -419,47 +471,43 @@ impl Lab {
                         reason,
                     }),
                     Some(o) => Ok(o),
-                    None => Err(Error::Storage(crate::storage::StorageError::Backend(
-                        "missing outcome".into(),
+                    None => Err(Error::Storage(StorageError::Backend(
+                        "apply_events returned fewer outcomes than events".into(),
                     ))),
                 }
             })
             .collect())
     }
 
-    /// Records a unit's pre-period covariate for `metric` (CUPED variance reduction).
+    /// Records a unit's pre-period covariate for `metric` (CUPED variance reduction): a value
+    /// measured before the experiment, for a mean or proportion metric.
     ///
     /// # Errors
     ///
-    /// As [`Lab::track`].
+    /// As [`Events::track`]; a non-finite value.
     pub fn set_covariate(
         &self,
         experiment: &str,
         unit: &str,
         metric: &str,
         value: f64,
-    ) -> Result<EventOutcome, Error> {
-        let probe = TrackEvent {
-            experiment_id: experiment.to_owned(),
-            unit_id: unit.to_owned(),
-            goal: Some(metric.to_owned()),
-            value: Some(value),
-            denominator: Some(0.0),
-            ..TrackEvent::default()
-        };
-        let snapshot = self.snapshot();
-        let ue = self.resolve_event(&snapshot, &probe)?;
-        let UnitEventKind::Metric { slot, .. } = ue.kind else {
-            return Err(ValidationError::field("metric", "not a metric event").into());
-        };
+    ) -> Result<EventOutcome> {
+        let snapshot = self.snapshot.load();
+        let t = metric_target(&snapshot, experiment, None, Some(metric))?;
+        if unit.is_empty() {
+            return Err(ValidationError::field("unitId", "\"\" is empty").into());
+        }
         let cov = UnitEvent {
+            experiment: t.experiment.experiment().id().as_str(),
+            unit,
+            event_id: None,
+            at: self.clock.now(),
             kind: UnitEventKind::Covariate {
-                slot,
+                slot: t.slot,
                 value: finite("value", value)?,
             },
-            ..ue
         };
-        match self.storage().apply_event(&cov)? {
+        match self.storage.apply_event(&cov)? {
             EventOutcome::Rejected(reason) => Err(Error::Rejected {
                 experiment: experiment.to_owned(),
                 unit: unit.to_owned(),

@@ -1,32 +1,22 @@
-//! The decision plane for experiments: a compiled experiment and `assign`.
+//! Experiments compiled for decisions, and `assign`.
 //!
 //! `assign` is a pure function of (compiled experiment, context): no I/O, no clock, no random
 //! number, no heap allocation. It *returns* the exposure a decision implies; the event plane
 //! records it.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::allocation::{Allocator, BucketRange, LayerHasher};
-use crate::context::Context;
+use crate::decision::context::Context;
 use crate::hashing::FastMap;
-use crate::lifecycle::Status;
+use crate::model::config::Holdout;
 use crate::model::experiment::Experiment;
 use crate::model::ids::{ExperimentId, VariantKey};
+use crate::model::lifecycle::Status;
+use crate::model::validation::ValidationError;
 use crate::model::variant::Variant;
 use crate::targeting::Condition;
-
-/// A holdout: units whose bucket under `salt` falls in `range` are enrolled in no experiment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Holdout {
-    /// The salt of the holdout's own hash.
-    pub salt: String,
-    /// The held-out buckets.
-    pub range: BucketRange,
-}
 
 /// An experiment compiled for decisions: seeds, cumulative weights, the layer hash, bound
 /// conditions and an index of overrides, all computed once.
@@ -38,10 +28,14 @@ pub struct CompiledExperiment {
     holdout: Option<(LayerHasher, BucketRange)>,
     conditions: Vec<Condition>,
     overrides: FastMap<Box<str>, u32>,
-    winner: Option<u32>,
+    /// The winner rolled out after the experiment ends (never for a flag experiment: its flag
+    /// serves its own default then).
+    rollout: Option<u32>,
 }
 
-/// Why a decision came out as it did.
+/// Why a decision came out as it did: one naming scheme for [`CompiledExperiment::assign`]
+/// (and [`crate::Lab::assign`]) and for flag evaluation ([`crate::Evaluation::reason`]).
+/// Serialized in snake_case (`split`, `targeting_match`, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -66,10 +60,39 @@ pub enum Reason {
     ExcludedByLayer,
     /// The unit is outside the experiment's traffic fraction.
     NotInTraffic,
+    /// Flag evaluation: nothing applied; the flag's default value.
+    Default,
+    /// Flag evaluation: the flag is disabled; its default value.
+    Disabled,
+    /// Flag evaluation: a targeting rule matched.
+    TargetingMatch,
+    /// Flag evaluation: something went wrong (see the error code); the default value.
+    Error,
 }
 
 impl Reason {
-    /// Whether the unit gets a variant.
+    /// Its snake_case name, as serialized.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Split => "split",
+            Reason::Sticky => "sticky",
+            Reason::Forced => "forced",
+            Reason::Rollout => "rollout",
+            Reason::NotRunning => "not_running",
+            Reason::NoUnitId => "no_unit_id",
+            Reason::AudienceNotMatched => "audience_not_matched",
+            Reason::InHoldout => "in_holdout",
+            Reason::ExcludedByLayer => "excluded_by_layer",
+            Reason::NotInTraffic => "not_in_traffic",
+            Reason::Default => "default",
+            Reason::Disabled => "disabled",
+            Reason::TargetingMatch => "targeting_match",
+            Reason::Error => "error",
+        }
+    }
+
+    /// Whether an experiment's variant is served (by the hash, a sticky assignment, an
+    /// override or a rollout).
     pub const fn is_assigned(self) -> bool {
         matches!(
             self,
@@ -182,12 +205,16 @@ fn exposure_of<'a>(
 impl CompiledExperiment {
     /// Compiles an experiment. `conditions` are its audience and targeting conditions, already
     /// bound to their saved groups; `layer_salt` is its layer's salt when it has a layer.
-    pub(crate) fn new(
+    ///
+    /// # Errors
+    ///
+    /// Weights that do not validate (never for an experiment built by this crate).
+    pub fn new(
         experiment: Experiment,
         conditions: Vec<Condition>,
         layer_salt: Option<&str>,
         holdout: Option<&Holdout>,
-    ) -> Result<CompiledExperiment, crate::error::ValidationError> {
+    ) -> Result<CompiledExperiment, ValidationError> {
         let allocator = Allocator::new(
             experiment.salt(),
             experiment.traffic(),
@@ -203,8 +230,9 @@ impl CompiledExperiment {
                 overrides.insert(Box::from(unit.as_str()), i as u32);
             }
         }
-        let winner = experiment
+        let rollout = experiment
             .winner()
+            .filter(|_| experiment.flag_id().is_none())
             .and_then(|w| experiment.variants().iter().position(|v| &v.id == w))
             .map(|i| i as u32);
         Ok(CompiledExperiment {
@@ -213,7 +241,7 @@ impl CompiledExperiment {
             holdout: holdout.map(|h| (LayerHasher::new(&h.salt), h.range)),
             conditions,
             overrides,
-            winner,
+            rollout,
             experiment,
         })
     }
@@ -225,7 +253,8 @@ impl CompiledExperiment {
 
     /// Decides which variant `ctx`'s unit sees.
     ///
-    /// Order: status (a concluded experiment with a winner rolls it out to its audience);
+    /// Order: status (a concluded experiment with a winner rolls it out to its audience, unless
+    /// it ran on a flag: the flag then serves its own default);
     /// unit id; overrides; audience and targeting; sticky assignment; global holdout; layer
     /// range; traffic; variant weights. See the [`crate::allocation`] docs for the hashing.
     pub fn assign<'a>(&'a self, ctx: &'a Context) -> Assignment<'a> {
@@ -239,12 +268,12 @@ impl CompiledExperiment {
         };
         match e.status() {
             Status::Running => {}
-            Status::Stopped | Status::Completed if self.winner.is_some() => {
+            Status::Stopped | Status::Completed if self.rollout.is_some() => {
                 if !self.matches(ctx) {
                     out.reason = Reason::AudienceNotMatched;
                     return out;
                 }
-                out.variant = self.winner;
+                out.variant = self.rollout;
                 out.reason = Reason::Rollout;
                 return out;
             }
@@ -323,12 +352,4 @@ impl CompiledExperiment {
     fn matches(&self, ctx: &Context) -> bool {
         self.conditions.iter().all(|c| c.matches(ctx.attributes()))
     }
-}
-
-/// The compiled configuration that decisions read: replaced whole, atomically, on every
-/// configuration change.
-#[derive(Debug, Default)]
-pub(crate) struct Snapshot {
-    pub(crate) experiments: FastMap<Box<str>, Arc<CompiledExperiment>>,
-    pub(crate) flags: crate::flags::FlagIndex,
 }

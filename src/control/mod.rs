@@ -1,0 +1,315 @@
+//! The control plane: the only writer of configuration.
+//!
+//! Every write takes the [`Writer`] token (the writer lock, as a type: a function that needs it
+//! takes `&mut Writer`), writes one record to storage with optimistic concurrency, folds it into
+//! the decoded [`Configuration`] it keeps, and swaps in the snapshot derived from the previous
+//! one by [`Snapshot::apply`] — so snapshots are published in the order of the writes, and a
+//! write costs one record's compile, not the whole configuration's.
+//!
+//! Reads (`get`, `list`) go to storage, so they see other processes' writes; [`Control::refresh`]
+//! reloads everything (another process's changes to a shared store).
+//!
+//! Architecture invariant: the control plane imports `model`, `decision`, `storage` and
+//! `error`; nothing else writes configuration records.
+
+pub(crate) mod codec;
+pub(crate) mod experiments;
+pub(crate) mod flags;
+pub(crate) mod targeting;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+use crate::control::codec::{ConfigRecord, Versioned, decode, encode};
+use crate::decision::snapshot::{Change, Snapshot};
+use crate::error::{Error, Result};
+use crate::model::config::{Audience, Configuration, Layer, SavedGroup, Settings};
+use crate::model::experiment::Experiment;
+use crate::model::flag::Flag;
+use crate::model::ids::IdGenerator;
+use crate::model::metric::MetricCatalogue;
+use crate::model::validation::ValidationError;
+use crate::storage::{RecordWrite, Storage};
+use crate::time::{Clock, Timestamp};
+
+// The model's limit must fit the store's per-unit layout.
+const _: () = assert!(crate::model::limits::MAX_METRIC_SLOTS <= crate::storage::MAX_METRIC_SLOTS);
+const _: () = assert!(crate::model::limits::MAX_VARIANTS <= crate::storage::MAX_VARIANTS as usize);
+
+/// A page of a listing: the items and the paging facts. (The flow API's `{data, meta}` form is
+/// [`crate::wire::flow::Paged`].)
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Items matching the filter, on every page.
+    pub total: u64,
+    /// This page, from 1.
+    pub page: u32,
+    /// Items per page.
+    pub limit: u32,
+    /// Pages in all (0 when there are no items).
+    pub total_pages: u64,
+}
+
+impl<T> Page<T> {
+    /// The same page with every item mapped.
+    ///
+    /// # Errors
+    ///
+    /// The first error `f` returns.
+    pub fn try_map<U, E>(self, f: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
+        Ok(Page {
+            items: self.items.into_iter().map(f).collect::<Result<_, E>>()?,
+            total: self.total,
+            page: self.page,
+            limit: self.limit,
+            total_pages: self.total_pages,
+        })
+    }
+}
+
+/// Which page of a listing, and which statuses.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ListQuery {
+    /// 1-based page number (default 1).
+    pub page: u32,
+    /// Items per page, 1 to 100 (default 20).
+    pub limit: u32,
+    /// Only this status. Archived experiments are listed only when asked for.
+    pub status: Option<crate::model::lifecycle::Status>,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        ListQuery {
+            page: 1,
+            limit: 20,
+            status: None,
+        }
+    }
+}
+
+impl ListQuery {
+    /// Checks the paging fields.
+    ///
+    /// # Errors
+    ///
+    /// `page` 0; `limit` 0 or over 100.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.page == 0 {
+            return Err(ValidationError::field(
+                "page",
+                "0 is not a page number; pages start at 1",
+            ));
+        }
+        if !(1..=100).contains(&self.limit) {
+            return Err(ValidationError::field(
+                "limit",
+                format!("{} is outside 1..=100", self.limit),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The page of `all` (already filtered and sorted) this query asks for.
+    pub(crate) fn page_of<T>(&self, all: Vec<T>) -> Page<T> {
+        let total = all.len() as u64;
+        let limit = u64::from(self.limit.max(1));
+        let skip = u64::from(self.page.saturating_sub(1)).saturating_mul(limit);
+        let items = all
+            .into_iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .take(self.limit as usize)
+            .collect();
+        Page {
+            items,
+            total,
+            page: self.page,
+            limit: self.limit,
+            total_pages: total.div_ceil(limit),
+        }
+    }
+}
+
+/// The control plane's state: where records live, the clock and id generator, the decoded
+/// configuration (behind the writer lock) and the published snapshot.
+pub(crate) struct Control {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+    pub(crate) catalogue: MetricCatalogue,
+    pub(crate) snapshot: Arc<ArcSwap<Snapshot>>,
+    config: Mutex<Configuration>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("storage", &self.storage)
+            .field("clock", &self.clock)
+            .field("ids", &self.ids)
+            .field("experiments", &self.snapshot.load().experiment_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writer token: holding one is holding the control plane's writer lock. Functions that
+/// must run under the lock take `&mut Writer`, so the rule is checked by the compiler.
+pub(crate) struct Writer<'a> {
+    control: &'a Control,
+    config: MutexGuard<'a, Configuration>,
+}
+
+impl Control {
+    /// A control plane over `storage`; call [`Control::refresh`] to load it.
+    pub(crate) fn new(
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        catalogue: MetricCatalogue,
+    ) -> Control {
+        Control {
+            storage,
+            clock,
+            ids,
+            catalogue,
+            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
+            config: Mutex::new(Configuration::default()),
+        }
+    }
+
+    /// Takes the writer lock.
+    pub(crate) fn writer(&self) -> Writer<'_> {
+        Writer {
+            control: self,
+            config: self.config.lock().unwrap_or_else(PoisonError::into_inner),
+        }
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub(crate) fn new_id(&self, prefix: &str) -> String {
+        self.ids.generate(prefix, self.clock.now())
+    }
+
+    /// Reloads every configuration record from storage and swaps in a snapshot compiled from
+    /// scratch.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure or a stored record that does not decode; the old snapshot and
+    /// configuration stay.
+    pub(crate) fn refresh(&self) -> Result<()> {
+        let mut w = self.writer();
+        let mut config = Configuration::default();
+        load_all::<Experiment>(self, &mut config)?;
+        load_all::<Flag>(self, &mut config)?;
+        load_all::<Audience>(self, &mut config)?;
+        load_all::<SavedGroup>(self, &mut config)?;
+        load_all::<Layer>(self, &mut config)?;
+        load_all::<Settings>(self, &mut config)?;
+        let snapshot = Snapshot::compile(&config)?;
+        *w.config = config;
+        self.snapshot.store(Arc::new(snapshot));
+        Ok(())
+    }
+
+    /// The record `id` of `T`, from storage.
+    pub(crate) fn get<T: ConfigRecord>(&self, id: &str) -> Result<Option<Versioned<T>>> {
+        self.storage
+            .get_record(T::KIND, id)?
+            .map(|r| decode(&r))
+            .transpose()
+    }
+
+    /// The record `id` of `T`, or [`Error::NotFound`].
+    pub(crate) fn require<T: ConfigRecord>(&self, id: &str) -> Result<Versioned<T>> {
+        self.get(id)?.ok_or_else(|| Error::not_found(T::NAME, id))
+    }
+
+    /// Every record of `T`, from storage, sorted by id.
+    pub(crate) fn list<T: ConfigRecord>(&self) -> Result<Vec<Versioned<T>>> {
+        self.storage
+            .list_records(T::KIND)?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+}
+
+fn load_all<T: ConfigRecord>(control: &Control, config: &mut Configuration) -> Result<()> {
+    for v in control.list::<T>()? {
+        v.into_inner().store(config);
+    }
+    Ok(())
+}
+
+impl Writer<'_> {
+    /// The decoded configuration as this process last wrote or loaded it.
+    pub(crate) fn config(&self) -> &Configuration {
+        &self.config
+    }
+
+    /// The control plane.
+    pub(crate) fn control(&self) -> &Control {
+        self.control
+    }
+
+    /// Writes `value` (an insert when `expected` is `None`, else a replace of that version),
+    /// folds it into the configuration and publishes the next snapshot.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure (a stale `expected` is [`crate::Conflict::Version`]): nothing changed.
+    pub(crate) fn put<T: ConfigRecord>(
+        &mut self,
+        value: T,
+        expected: Option<u64>,
+    ) -> Result<Versioned<T>> {
+        let body = encode(&value)?;
+        let unique_key = value.unique_key();
+        let version = self.control.storage.put_record(
+            RecordWrite {
+                kind: T::KIND,
+                id: value.record_id(),
+                unique_key: unique_key.as_deref(),
+                body: &body,
+            },
+            expected,
+        )?;
+        let id = value.record_id().to_owned();
+        value.clone().store(&mut self.config);
+        self.publish(&T::change(&id))?;
+        Ok(Versioned::new(value, version))
+    }
+
+    /// Deletes record `id` of `T` at version `expected`, and publishes the next snapshot.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure (a stale `expected` is [`crate::Conflict::Version`]): nothing changed.
+    pub(crate) fn delete<T: ConfigRecord>(&mut self, id: &str, expected: u64) -> Result<()> {
+        self.control.storage.delete_record(T::KIND, id, expected)?;
+        T::unstore(id, &mut self.config);
+        self.publish(&T::change(id))
+    }
+
+    /// Derives and stores the snapshot after `change`. Should the incremental step fail (it
+    /// cannot for records this crate validated), everything is recompiled.
+    fn publish(&mut self, change: &Change<'_>) -> Result<()> {
+        let old = self.control.snapshot.load();
+        let next = match old.apply(&self.config, change) {
+            Ok(next) => next,
+            Err(_) => Snapshot::compile(&self.config)?,
+        };
+        self.control.snapshot.store(Arc::new(next));
+        Ok(())
+    }
+}

@@ -1,0 +1,464 @@
+//! The compiled configuration decisions read, and its pure, incremental compile.
+//!
+//! [`Snapshot::compile`] is a function of decoded configuration ([`Configuration`]): no
+//! storage, no clock. [`Snapshot::apply`] derives the next snapshot from the previous one after
+//! one record changed, recompiling only that record and what depends on it:
+//!
+//! | change | recompiled |
+//! |---|---|
+//! | experiment | it, and the flags it was and is attached to |
+//! | flag | it |
+//! | audience | the experiments that use it, and their flags |
+//! | layer | the experiments placed in it, and their flags |
+//! | saved group | the experiments and flags whose conditions name it (directly or through an audience), and those experiments' flags |
+//! | settings (holdout) | everything |
+//!
+//! Everything else is shared with the previous snapshot (`Arc`s): a write costs one compile
+//! plus a copy of the indexes' pointers, not a recompile of every experiment.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::decision::experiment::CompiledExperiment;
+use crate::decision::flag::CompiledFlag;
+use crate::hashing::{FastMap, IdentityBuild, Seeded};
+use crate::model::config::{Configuration, Layer};
+use crate::model::experiment::Experiment;
+use crate::model::lifecycle::Status;
+use crate::model::validation::ValidationError;
+use crate::targeting::Condition;
+
+/// What a reader holds while it decides: the snapshot, pinned without touching a shared
+/// reference count.
+pub(crate) type SnapshotGuard = arc_swap::Guard<Arc<Snapshot>>;
+
+/// One changed configuration record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Change<'a> {
+    /// An experiment was created, changed or deleted.
+    Experiment(&'a str),
+    /// A flag was created, changed or deleted.
+    Flag(&'a str),
+    /// An audience was put or deleted.
+    Audience(&'a str),
+    /// A saved group was put or deleted.
+    SavedGroup(&'a str),
+    /// A layer was put or deleted.
+    Layer(&'a str),
+    /// The settings (the global holdout) changed.
+    Settings,
+}
+
+/// The compiled configuration: experiments by id and the flag index. Immutable once built;
+/// replaced whole, atomically, on every configuration change.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Snapshot {
+    experiments: Vec<Option<Arc<CompiledExperiment>>>,
+    experiment_slots: FastMap<Arc<str>, u32>,
+    free_experiments: Vec<u32>,
+    pub(crate) flags: FlagIndex,
+}
+
+/// A condition that never matches (`$not` of the empty condition): stands in for an audience
+/// that is missing.
+fn never() -> Option<Condition> {
+    Condition::parse(&serde_json::json!({"$not": {}})).ok()
+}
+
+fn compile_experiment(
+    config: &Configuration,
+    e: &Experiment,
+) -> Result<CompiledExperiment, ValidationError> {
+    let mut conditions = Vec::new();
+    if let Some(aud) = e.audience_id() {
+        conditions.extend(
+            config
+                .audiences
+                .get(aud.as_str())
+                .map(|a| a.condition.bind_lenient(&config.groups))
+                .or_else(never),
+        );
+    }
+    if let Some(t) = e.targeting() {
+        conditions.push(t.bind_lenient(&config.groups));
+    }
+    let layer_salt = e
+        .layer()
+        .and_then(|p| config.layers.get(p.id.as_str()))
+        .map(Layer::salt);
+    CompiledExperiment::new(
+        e.clone(),
+        conditions,
+        layer_salt,
+        config.settings.holdout.as_ref(),
+    )
+}
+
+/// Whether experiment `e` names saved group `group`, directly or through its audience.
+fn experiment_uses_group(config: &Configuration, e: &Experiment, group: &str) -> bool {
+    let direct = e
+        .targeting()
+        .is_some_and(|t| t.saved_groups().any(|g| g == group));
+    direct
+        || e.audience_id()
+            .and_then(|a| config.audiences.get(a.as_str()))
+            .is_some_and(|a| a.condition.saved_groups().any(|g| g == group))
+}
+
+impl Snapshot {
+    /// Compiles every record of `config`.
+    ///
+    /// # Errors
+    ///
+    /// An experiment whose weights do not validate (never for one this crate stored).
+    pub(crate) fn compile(config: &Configuration) -> Result<Snapshot, ValidationError> {
+        let mut s = Snapshot::default();
+        let mut by_flag: BTreeMap<&str, Vec<Arc<CompiledExperiment>>> = BTreeMap::new();
+        for e in config.experiments.values() {
+            let c = Arc::new(compile_experiment(config, e)?);
+            if e.status() == Status::Running
+                && let Some(f) = e.flag_id()
+            {
+                by_flag.entry(f.as_str()).or_default().push(Arc::clone(&c));
+            }
+            s.put_experiment(c);
+        }
+        for f in config.flags.values() {
+            let running = by_flag.remove(f.id.as_str()).unwrap_or_default();
+            s.flags
+                .put(CompiledFlag::new(f.clone(), &config.groups, running));
+        }
+        Ok(s)
+    }
+
+    /// The snapshot after `change`, whose new state `config` already holds.
+    ///
+    /// # Errors
+    ///
+    /// As [`Snapshot::compile`].
+    pub(crate) fn apply(
+        &self,
+        config: &Configuration,
+        change: &Change<'_>,
+    ) -> Result<Snapshot, ValidationError> {
+        let mut next = self.clone();
+        let mut experiments: BTreeSet<&str> = BTreeSet::new();
+        let mut flags: BTreeSet<String> = BTreeSet::new();
+        match change {
+            Change::Settings => return Snapshot::compile(config),
+            Change::Experiment(id) => {
+                experiments.insert(id);
+            }
+            Change::Flag(id) => {
+                flags.insert((*id).to_owned());
+            }
+            Change::Audience(id) => experiments.extend(
+                config
+                    .experiments
+                    .values()
+                    .filter(|e| e.audience_id().is_some_and(|a| a.as_str() == *id))
+                    .map(|e| e.id().as_str()),
+            ),
+            Change::Layer(id) => experiments.extend(
+                config
+                    .experiments
+                    .values()
+                    .filter(|e| e.layer().is_some_and(|l| l.id.as_str() == *id))
+                    .map(|e| e.id().as_str()),
+            ),
+            Change::SavedGroup(id) => {
+                experiments.extend(
+                    config
+                        .experiments
+                        .values()
+                        .filter(|e| experiment_uses_group(config, e, id))
+                        .map(|e| e.id().as_str()),
+                );
+                flags.extend(
+                    config
+                        .flags
+                        .values()
+                        .filter(|f| {
+                            f.rules
+                                .iter()
+                                .any(|r| r.condition.saved_groups().any(|g| g == *id))
+                        })
+                        .map(|f| f.id.to_string()),
+                );
+            }
+        }
+        for id in experiments {
+            // The flags it was attached to (before) and is attached to (now).
+            if let Some(old) = self.experiment(id).and_then(|c| c.experiment().flag_id()) {
+                flags.insert(old.to_string());
+            }
+            match config.experiments.get(id) {
+                Some(e) => {
+                    if let Some(f) = e.flag_id() {
+                        flags.insert(f.to_string());
+                    }
+                    next.put_experiment(Arc::new(compile_experiment(config, e)?));
+                }
+                None => next.remove_experiment(id),
+            }
+        }
+        for id in flags {
+            match config.flags.get(&id) {
+                Some(f) => {
+                    let running = config
+                        .experiments
+                        .values()
+                        .filter(|e| {
+                            e.status() == Status::Running
+                                && e.flag_id().is_some_and(|x| x.as_str() == id)
+                        })
+                        .filter_map(|e| next.experiment(e.id().as_str()).cloned())
+                        .collect();
+                    next.flags
+                        .put(CompiledFlag::new(f.clone(), &config.groups, running));
+                }
+                None => next.flags.remove(&id),
+            }
+        }
+        Ok(next)
+    }
+
+    fn put_experiment(&mut self, c: Arc<CompiledExperiment>) {
+        let id = c.experiment().id().as_str();
+        if let Some(&slot) = self.experiment_slots.get(id) {
+            if let Some(s) = self.experiments.get_mut(slot as usize) {
+                *s = Some(c);
+            }
+            return;
+        }
+        let slot = match self.free_experiments.pop() {
+            Some(slot) => slot,
+            None => {
+                self.experiments.push(None);
+                (self.experiments.len() - 1) as u32
+            }
+        };
+        self.experiment_slots.insert(Arc::from(id), slot);
+        if let Some(s) = self.experiments.get_mut(slot as usize) {
+            *s = Some(c);
+        }
+    }
+
+    fn remove_experiment(&mut self, id: &str) {
+        if let Some(slot) = self.experiment_slots.remove(id) {
+            if let Some(s) = self.experiments.get_mut(slot as usize) {
+                *s = None;
+            }
+            self.free_experiments.push(slot);
+        }
+    }
+
+    /// The slot of experiment `id`.
+    #[inline]
+    pub(crate) fn experiment_slot(&self, id: &str) -> Option<u32> {
+        self.experiment_slots.get(id).copied()
+    }
+
+    /// The experiment in `slot`.
+    #[inline]
+    pub(crate) fn experiment_at(&self, slot: u32) -> Option<&CompiledExperiment> {
+        self.experiments.get(slot as usize)?.as_deref()
+    }
+
+    /// Experiment `id`.
+    pub(crate) fn experiment(&self, id: &str) -> Option<&Arc<CompiledExperiment>> {
+        let slot = self.experiment_slot(id)?;
+        self.experiments.get(slot as usize)?.as_ref()
+    }
+
+    /// How many experiments.
+    pub(crate) fn experiment_count(&self) -> usize {
+        self.experiment_slots.len()
+    }
+}
+
+/// The flags of one key in one project: the one for every environment and the
+/// environment-specific ones (slots of [`FlagIndex`]).
+#[derive(Clone, Debug)]
+pub(crate) struct KeyEntry {
+    project: Box<str>,
+    key: Box<str>,
+    any: Option<u32>,
+    per_env: Vec<(Box<str>, u32)>,
+}
+
+impl KeyEntry {
+    /// The flag served in `environment`: its own, else the one for every environment.
+    #[inline]
+    pub(crate) fn for_env(&self, environment: &str) -> Option<u32> {
+        if self.per_env.is_empty() {
+            return self.any;
+        }
+        self.per_env
+            .iter()
+            .find(|(e, _)| &**e == environment)
+            .map(|(_, i)| *i)
+            .or(self.any)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.any.is_none() && self.per_env.is_empty()
+    }
+}
+
+/// The flag index of a snapshot. Lookups hash (project, key) once into a `u64` and compare the
+/// strings of the (almost always single) entry found; `evaluate_all` walks a per-project list
+/// sorted by key. Every part is shared between snapshots through `Arc`s, so a one-flag change
+/// copies pointers, not flags.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FlagIndex {
+    flags: Vec<Option<Arc<CompiledFlag>>>,
+    slots: FastMap<Arc<str>, u32>,
+    free: Vec<u32>,
+    by_hash: HashMap<u64, Arc<[Arc<KeyEntry>]>, IdentityBuild>,
+    by_project: FastMap<Box<str>, Arc<Vec<Arc<KeyEntry>>>>,
+    keys: Seeded,
+}
+
+impl FlagIndex {
+    /// The slot of the flag served for `key` of `project` in `environment`.
+    #[inline]
+    pub(crate) fn find(&self, project: &str, environment: &str, key: &str) -> Option<u32> {
+        let h = self.keys.hash_pair(project, key);
+        self.by_hash
+            .get(&h)?
+            .iter()
+            .find(|e| &*e.key == key && &*e.project == project)?
+            .for_env(environment)
+    }
+
+    /// The flag in `slot`.
+    #[inline]
+    pub(crate) fn get(&self, slot: u32) -> Option<&CompiledFlag> {
+        self.flags.get(slot as usize)?.as_deref()
+    }
+
+    /// The key entries of `project`, sorted by key.
+    pub(crate) fn project(&self, project: &str) -> Option<&[Arc<KeyEntry>]> {
+        self.by_project.get(project).map(|v| v.as_slice())
+    }
+
+    fn entry(&self, project: &str, key: &str) -> Option<&Arc<KeyEntry>> {
+        let h = self.keys.hash_pair(project, key);
+        self.by_hash
+            .get(&h)?
+            .iter()
+            .find(|e| &*e.key == key && &*e.project == project)
+    }
+
+    /// Replaces the entry of (project, key) with `entry` (`None` when it has no flag left).
+    fn set_entry(&mut self, project: &str, key: &str, entry: Option<KeyEntry>) {
+        let h = self.keys.hash_pair(project, key);
+        let entry = entry.filter(|e| !e.is_empty()).map(Arc::new);
+        let mut chain: Vec<Arc<KeyEntry>> = self
+            .by_hash
+            .get(&h)
+            .map(|c| {
+                c.iter()
+                    .filter(|e| !(&*e.key == key && &*e.project == project))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        chain.extend(entry.clone());
+        if chain.is_empty() {
+            self.by_hash.remove(&h);
+        } else {
+            self.by_hash.insert(h, Arc::from(chain));
+        }
+        let list = self.by_project.entry(project.into()).or_default();
+        let list = Arc::make_mut(list);
+        let at = list.binary_search_by(|e| (*e.key).cmp(key));
+        match (at, entry) {
+            (Ok(i), Some(e)) => {
+                if let Some(slot) = list.get_mut(i) {
+                    *slot = e;
+                }
+            }
+            (Ok(i), None) => {
+                list.remove(i);
+            }
+            (Err(i), Some(e)) => list.insert(i, e),
+            (Err(_), None) => {}
+        }
+        if list.is_empty() {
+            self.by_project.remove(project);
+        }
+    }
+
+    /// Adds or replaces a compiled flag.
+    fn put(&mut self, flag: CompiledFlag) {
+        let id = flag.flag.id.as_str();
+        let slot = match self.slots.get(id) {
+            Some(&slot) => {
+                self.unindex(slot);
+                slot
+            }
+            None => {
+                let slot = match self.free.pop() {
+                    Some(slot) => slot,
+                    None => {
+                        self.flags.push(None);
+                        (self.flags.len() - 1) as u32
+                    }
+                };
+                self.slots.insert(Arc::from(id), slot);
+                slot
+            }
+        };
+        let (project, key) = (flag.flag.project_id.as_str(), flag.flag.key.as_str());
+        let mut entry = self.entry(project, key).map_or_else(
+            || KeyEntry {
+                project: project.into(),
+                key: key.into(),
+                any: None,
+                per_env: Vec::new(),
+            },
+            |e| (**e).clone(),
+        );
+        match flag.flag.environment.as_deref() {
+            None => entry.any = Some(slot),
+            Some(env) => {
+                entry.per_env.retain(|(e, _)| &**e != env);
+                entry.per_env.push((env.into(), slot));
+            }
+        }
+        let (project, key) = (project.to_owned(), key.to_owned());
+        self.set_entry(&project, &key, Some(entry));
+        if let Some(s) = self.flags.get_mut(slot as usize) {
+            *s = Some(Arc::new(flag));
+        }
+    }
+
+    /// Removes the flag `id`.
+    fn remove(&mut self, id: &str) {
+        if let Some(slot) = self.slots.remove(id) {
+            self.unindex(slot);
+            if let Some(s) = self.flags.get_mut(slot as usize) {
+                *s = None;
+            }
+            self.free.push(slot);
+        }
+    }
+
+    /// Takes the flag in `slot` out of the key index.
+    fn unindex(&mut self, slot: u32) {
+        let Some(old) = self.flags.get(slot as usize).and_then(Clone::clone) else {
+            return;
+        };
+        let (project, key) = (old.flag.project_id.as_str(), old.flag.key.as_str());
+        let Some(mut entry) = self.entry(project, key).map(|e| (**e).clone()) else {
+            return;
+        };
+        if entry.any == Some(slot) {
+            entry.any = None;
+        }
+        entry.per_env.retain(|(_, s)| *s != slot);
+        self.set_entry(project, key, Some(entry));
+    }
+}
