@@ -164,5 +164,80 @@ fn assign(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, floor, allocator, assign);
+/// The facade against the compiled experiment, same experiment, same 16-byte ids:
+/// `allocation/compiled_assign/2_variants` is `CompiledExperiment::assign`;
+/// `allocation/lab_assign/2_variants` is `Lab::assign` (snapshot guard, id lookup, decision);
+/// `allocation/lab_assign_threads/{1,2}` is `Lab::assign` on N threads at once (time per
+/// decision: wall time over all decisions, so half the time is twice the throughput).
+// Bench setup from constant, valid input: a failure here is a bug in this file.
+#[allow(clippy::expect_used)]
+fn facade(c: &mut Criterion) {
+    let mut group = c.benchmark_group("allocation");
+    group.throughput(Throughput::Elements(1));
+    let lab = abkit::Lab::new();
+    let new: abkit::NewExperiment = serde_json::from_value(serde_json::json!({
+        "name": "facade", "variants": [{"id": "a"}, {"id": "b"}]
+    }))
+    .expect("valid experiment");
+    let e = lab.experiments().create(new).expect("created");
+    let id = e.id().to_string();
+    lab.experiments().start(&id).expect("started");
+    let compiled = lab.compiled_experiment(&id).expect("compiled");
+    let contexts: Vec<abkit::Context> = unit_ids(16, UNIT_COUNT)
+        .into_iter()
+        .map(|id| abkit::Context::new(String::from_utf8(id).expect("ascii")))
+        .collect();
+    group.bench_function("compiled_assign/2_variants", |b| {
+        let mut i = 0_usize;
+        b.iter(|| {
+            i = (i + 1) & (UNIT_COUNT - 1);
+            black_box(
+                black_box(&compiled)
+                    .assign(black_box(&contexts[i]))
+                    .variant_index(),
+            )
+        });
+    });
+    group.bench_function("lab_assign/2_variants", |b| {
+        let mut i = 0_usize;
+        b.iter(|| {
+            i = (i + 1) & (UNIT_COUNT - 1);
+            black_box(
+                lab.assign(black_box(&id), black_box(&contexts[i]))
+                    .map(|d| d.variant_index()),
+            )
+        });
+    });
+    for n in [1_usize, 2] {
+        group.bench_function(BenchmarkId::new("lab_assign_threads", n), |b| {
+            b.iter_custom(|iters| {
+                let per_thread = iters.div_ceil(n as u64);
+                let start = std::time::Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..n {
+                        let (lab, contexts, id) = (&lab, &contexts, id.as_str());
+                        s.spawn(move || {
+                            let mut acc = 0_u64;
+                            for k in 0..per_thread {
+                                let ctx = &contexts[(k as usize + t * 131) & (UNIT_COUNT - 1)];
+                                if let Ok(d) = lab.assign(id, ctx) {
+                                    acc += u64::from(d.variant_index().unwrap_or(0));
+                                }
+                            }
+                            black_box(acc)
+                        });
+                    }
+                });
+                let total = per_thread * n as u64;
+                let elapsed = start.elapsed();
+                std::time::Duration::from_secs_f64(
+                    elapsed.as_secs_f64() * iters as f64 / total as f64,
+                )
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, floor, allocator, assign, facade);
 criterion_main!(benches);

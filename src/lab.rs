@@ -238,7 +238,7 @@ impl Lab {
     /// [`Error::NotFound`] for an unknown experiment.
     #[inline]
     pub fn assign<'c>(&self, id: &str, ctx: &'c Context) -> Result<Decision<'c>> {
-        let snapshot = self.control.snapshot.load();
+        let snapshot = self.control.snapshot.pin();
         let slot = snapshot
             .experiment_slot(id)
             .ok_or_else(|| Error::not_found("experiment", id))?;
@@ -251,7 +251,7 @@ impl Lab {
     ///
     /// [`Error::NotFound`] for an unknown experiment.
     pub fn peek<'c>(&self, id: &str, ctx: &'c Context) -> Result<Peek<'c>> {
-        let snapshot = self.control.snapshot.load();
+        let snapshot = self.control.snapshot.pin();
         let slot = snapshot
             .experiment_slot(id)
             .ok_or_else(|| Error::not_found("experiment", id))?;
@@ -286,7 +286,7 @@ impl Lab {
         key: &str,
         ctx: &'c Context,
     ) -> Evaluation<'c> {
-        Evaluation::new(self.control.snapshot.load(), project, environment, key, ctx)
+        Evaluation::new(self.control.snapshot.pin(), project, environment, key, ctx)
     }
 
     /// Evaluates every flag of `project` in `environment`. One allocation (the result list);
@@ -298,7 +298,7 @@ impl Lab {
         environment: &str,
         ctx: &Context,
     ) -> EvaluateAllResponse {
-        EvaluateAllResponse::new(self.control.snapshot.load(), project, environment, ctx)
+        EvaluateAllResponse::new(self.control.snapshot.pin(), project, environment, ctx)
     }
 
     /// Evaluates a flag as a bool, with `default` for any error or type mismatch.

@@ -19,11 +19,10 @@ pub(crate) mod targeting;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::control::codec::{ConfigRecord, Versioned, decode, encode};
-use crate::decision::snapshot::{Change, Snapshot};
+use crate::decision::snapshot::{Change, Snapshot, SnapshotCell};
 use crate::error::{Error, Result};
 use crate::model::config::{Audience, Configuration, Layer, SavedGroup, Settings};
 use crate::model::experiment::Experiment;
@@ -143,7 +142,7 @@ pub(crate) struct Control {
     pub(crate) clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     pub(crate) catalogue: MetricCatalogue,
-    pub(crate) snapshot: Arc<ArcSwap<Snapshot>>,
+    pub(crate) snapshot: SnapshotCell,
     config: Mutex<Configuration>,
 }
 
@@ -178,7 +177,7 @@ impl Control {
             clock,
             ids,
             catalogue,
-            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
+            snapshot: SnapshotCell::default(),
             config: Mutex::new(Configuration::default()),
         }
     }
@@ -217,7 +216,7 @@ impl Control {
         load_all::<Settings>(self, &mut config)?;
         let snapshot = Snapshot::compile(&config)?;
         *w.config = config;
-        self.snapshot.store(Arc::new(snapshot));
+        self.snapshot.store(snapshot);
         Ok(())
     }
 
@@ -309,7 +308,7 @@ impl Writer<'_> {
             Ok(next) => next,
             Err(_) => Snapshot::compile(&self.config)?,
         };
-        self.control.snapshot.store(Arc::new(next));
+        self.control.snapshot.store(next);
         Ok(())
     }
 }

@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::allocation::{LayerHasher, Traffic};
 use crate::decision::context::Context;
 use crate::decision::experiment::{CompiledExperiment, Exposure, Reason};
-use crate::decision::snapshot::{Snapshot, SnapshotGuard};
+use crate::decision::snapshot::{Pinned, Snapshot};
 use crate::model::flag::Flag;
 use crate::model::ids::VariantKey;
 use crate::targeting::SavedGroups;
@@ -209,11 +209,18 @@ pub(crate) struct Outcome {
 
 static NULL: Value = Value::Null;
 
-/// The result of evaluating one flag for one context. Holds the snapshot it read (an `arc-swap`
-/// guard: no reference count is touched, no copy is made) and the context it was made for, so
-/// [`Evaluation::exposure`] cannot be asked about anyone else.
+/// The result of evaluating one flag for one context. Holds the snapshot it read (pinned for
+/// this thread: no shared reference count is touched, no copy is made; hence not `Send`) and
+/// the context it was made for, so [`Evaluation::exposure`] cannot be asked about anyone else.
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// let lab = abkit::Lab::new();
+/// let ctx = abkit::Context::new("u1");
+/// send(lab.evaluate("p", "production", "k", &ctx)); // an Evaluation is not Send
+/// ```
 pub struct Evaluation<'c> {
-    snapshot: SnapshotGuard,
+    snapshot: Pinned,
     flag: Option<u32>,
     outcome: Outcome,
     ctx: &'c Context,
@@ -234,7 +241,7 @@ impl std::fmt::Debug for Evaluation<'_> {
 impl<'c> Evaluation<'c> {
     /// Evaluates flag `key` of `project` in `environment` for `ctx` on `snapshot`.
     pub(crate) fn new(
-        snapshot: SnapshotGuard,
+        snapshot: Pinned,
         project: &str,
         environment: &str,
         key: &str,
@@ -327,7 +334,7 @@ impl<'c> Evaluation<'c> {
 /// the snapshot it read: building it copies nothing. (The flag API's `{"flags": …}` payload is
 /// [`crate::wire::flag::EvaluateResponse`].)
 pub struct EvaluateAllResponse {
-    snapshot: SnapshotGuard,
+    snapshot: Pinned,
     results: Vec<(u32, Source)>,
 }
 
@@ -342,7 +349,7 @@ impl std::fmt::Debug for EvaluateAllResponse {
 impl EvaluateAllResponse {
     /// Evaluates every flag of `project` in `environment` for `ctx` on `snapshot`.
     pub(crate) fn new(
-        snapshot: SnapshotGuard,
+        snapshot: Pinned,
         project: &str,
         environment: &str,
         ctx: &Context,

@@ -12,15 +12,24 @@ pub(crate) mod snapshot;
 
 use crate::decision::context::Context;
 use crate::decision::experiment::{Exposure, Reason};
-use crate::decision::snapshot::SnapshotGuard;
+use crate::decision::snapshot::Pinned;
 use crate::model::experiment::Experiment;
 use crate::model::ids::VariantKey;
 use crate::model::variant::Variant;
 
 /// The outcome of [`crate::Lab::assign`]: the variant (or why none), for the context it was made
-/// for. Holds the snapshot it read (an `arc-swap` guard: no shared reference count is touched)
-/// and the context, so [`Decision::exposure`] takes no second context and cannot record someone
-/// else.
+/// for. Holds the snapshot it read (pinned for this thread: no shared reference count is
+/// touched, so it is not `Send`) and the context, so [`Decision::exposure`] takes no second
+/// context and cannot record someone else.
+///
+/// Use it where it was made; send its answer, not the decision:
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// let lab = abkit::Lab::new();
+/// let ctx = abkit::Context::new("u1");
+/// send(lab.assign("exp_1", &ctx)); // a Decision is not Send
+/// ```
 pub struct Decision<'c> {
     inner: Decided<'c>,
 }
@@ -32,7 +41,7 @@ pub struct Peek<'c> {
 }
 
 struct Decided<'c> {
-    snapshot: SnapshotGuard,
+    snapshot: Pinned,
     slot: u32,
     variant: Option<u32>,
     reason: Reason,
@@ -41,7 +50,7 @@ struct Decided<'c> {
 }
 
 impl<'c> Decided<'c> {
-    fn new(snapshot: SnapshotGuard, slot: u32, ctx: &'c Context) -> Option<Decided<'c>> {
+    fn new(snapshot: Pinned, slot: u32, ctx: &'c Context) -> Option<Decided<'c>> {
         let a = snapshot.experiment_at(slot)?.assign(ctx);
         let (variant, reason, sticky) = (
             a.variant_index(),
@@ -116,7 +125,7 @@ macro_rules! decided_accessors {
 
 impl<'c> Decision<'c> {
     /// Decides on the experiment in `slot` of `snapshot`.
-    pub(crate) fn new(snapshot: SnapshotGuard, slot: u32, ctx: &'c Context) -> Option<Self> {
+    pub(crate) fn new(snapshot: Pinned, slot: u32, ctx: &'c Context) -> Option<Self> {
         Decided::new(snapshot, slot, ctx).map(|inner| Decision { inner })
     }
 
@@ -150,7 +159,7 @@ impl<'c> Decision<'c> {
 
 impl<'c> Peek<'c> {
     /// Decides on the experiment in `slot` of `snapshot`, implying nothing.
-    pub(crate) fn new(snapshot: SnapshotGuard, slot: u32, ctx: &'c Context) -> Option<Self> {
+    pub(crate) fn new(snapshot: Pinned, slot: u32, ctx: &'c Context) -> Option<Self> {
         Decided::new(snapshot, slot, ctx).map(|inner| Peek { inner })
     }
 

@@ -16,8 +16,13 @@
 //! Everything else is shared with the previous snapshot (`Arc`s): a write costs one compile
 //! plus a copy of the indexes' pointers, not a recompile of every experiment.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
 
 use crate::decision::experiment::CompiledExperiment;
 use crate::decision::flag::CompiledFlag;
@@ -28,9 +33,122 @@ use crate::model::lifecycle::Status;
 use crate::model::validation::ValidationError;
 use crate::targeting::Condition;
 
-/// What a reader holds while it decides: the snapshot, pinned without touching a shared
-/// reference count.
-pub(crate) type SnapshotGuard = arc_swap::Guard<Arc<Snapshot>>;
+/// The published snapshot of one lab, and how readers pin it.
+///
+/// Writers [`store`](SnapshotCell::store) a new snapshot and bump a generation counter. Readers
+/// [`pin`](SnapshotCell::pin) it through a small per-thread cache: when the generation they
+/// read is the one cached, pinning is a plain load and a non-atomic reference count, so readers
+/// on many threads share no written cache line (they scale) and pay no locked instruction.
+/// A thread keeps at most [`PINNED_PER_THREAD`] snapshots cached (of different labs); one whose
+/// lab has replaced or dropped it is released at that thread's next cache miss.
+pub(crate) struct SnapshotCell {
+    current: ArcSwap<Snapshot>,
+    generation: AtomicU64,
+    key: u64,
+}
+
+/// How many labs' snapshots one thread keeps pinned.
+pub(crate) const PINNED_PER_THREAD: usize = 4;
+
+/// A snapshot pinned by a reader: keeps it alive while a decision refers to it. Not `Send`:
+/// its reference count is the thread's own.
+// The inner `Arc` is the lab's (shared between threads); the `Rc` is this thread's own count
+// of it, which is the point: clones of a pin touch no shared cache line.
+#[allow(clippy::redundant_allocation)]
+#[derive(Clone)]
+pub(crate) struct Pinned(Rc<Arc<Snapshot>>);
+
+impl std::ops::Deref for Pinned {
+    type Target = Snapshot;
+
+    #[inline]
+    fn deref(&self) -> &Snapshot {
+        &self.0
+    }
+}
+
+struct PinEntry {
+    key: u64,
+    generation: u64,
+    snapshot: Pinned,
+}
+
+thread_local! {
+    static PINS: RefCell<Vec<PinEntry>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_CELL_KEY: AtomicU64 = AtomicU64::new(1);
+
+impl std::fmt::Debug for SnapshotCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotCell")
+            .field("generation", &self.generation.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SnapshotCell {
+    fn default() -> Self {
+        SnapshotCell::new(Snapshot::default())
+    }
+}
+
+impl SnapshotCell {
+    /// A cell publishing `snapshot`.
+    pub(crate) fn new(snapshot: Snapshot) -> SnapshotCell {
+        SnapshotCell {
+            current: ArcSwap::from_pointee(snapshot),
+            generation: AtomicU64::new(0),
+            key: NEXT_CELL_KEY.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Publishes `snapshot`: readers that pin after this returns see it.
+    pub(crate) fn store(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The current snapshot, for a writer or a one-off reader (an `arc-swap` guard).
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// The current snapshot, pinned for this thread (see the type's docs).
+    #[inline]
+    pub(crate) fn pin(&self) -> Pinned {
+        let generation = self.generation.load(Ordering::Acquire);
+        let hit = PINS.with(|pins| {
+            pins.borrow()
+                .iter()
+                .find(|p| p.key == self.key && p.generation == generation)
+                .map(|p| p.snapshot.clone())
+        });
+        match hit {
+            Some(p) => p,
+            None => self.pin_slow(generation),
+        }
+    }
+
+    #[cold]
+    fn pin_slow(&self, generation: u64) -> Pinned {
+        let snapshot = Pinned(Rc::new(self.current.load_full()));
+        PINS.with(|pins| {
+            let mut pins = pins.borrow_mut();
+            // Release what no lab publishes any more (replaced, or its lab dropped).
+            pins.retain(|p| p.key != self.key && Arc::strong_count(&p.snapshot.0) > 1);
+            if pins.len() >= PINNED_PER_THREAD {
+                pins.remove(0);
+            }
+            pins.push(PinEntry {
+                key: self.key,
+                generation,
+                snapshot: snapshot.clone(),
+            });
+        });
+        snapshot
+    }
+}
 
 /// One changed configuration record.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,12 +8,11 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::decision::context::Context;
 use crate::decision::experiment::{CompiledExperiment, Exposure};
-use crate::decision::snapshot::Snapshot;
+use crate::decision::snapshot::{Snapshot, SnapshotCell};
 use crate::error::{Error, Result, ValidationError};
 use crate::model::ids::VariantKey;
 use crate::model::lifecycle::{Operation, Status};
@@ -32,7 +31,7 @@ pub type ExposureHook = Arc<dyn Fn(&Exposure<'_>, Timestamp) + Send + Sync>;
 pub struct Events<'l> {
     storage: &'l dyn Storage,
     clock: &'l dyn Clock,
-    snapshot: &'l ArcSwap<Snapshot>,
+    snapshot: &'l SnapshotCell,
     hook: Option<&'l ExposureHook>,
 }
 
@@ -163,7 +162,7 @@ impl<'l> Events<'l> {
     pub(crate) fn new(
         storage: &'l dyn Storage,
         clock: &'l dyn Clock,
-        snapshot: &'l ArcSwap<Snapshot>,
+        snapshot: &'l SnapshotCell,
         hook: Option<&'l ExposureHook>,
     ) -> Events<'l> {
         Events {
@@ -186,7 +185,7 @@ impl<'l> Events<'l> {
     }
 
     fn record_at(&self, exposure: &Exposure<'_>, at: Timestamp) -> Result<EventOutcome> {
-        let snapshot = self.snapshot.load();
+        let snapshot = self.snapshot.pin();
         let c = running(&snapshot, exposure.experiment_id.as_str())?;
         let matches = c
             .experiment()
@@ -233,7 +232,7 @@ impl<'l> Events<'l> {
     ///
     /// [`Error::NotFound`]; a storage failure.
     pub fn expose(&self, id: &str, ctx: &Context) -> Result<Option<VariantKey>> {
-        let snapshot = self.snapshot.load();
+        let snapshot = self.snapshot.pin();
         let compiled = snapshot
             .experiment(id)
             .ok_or_else(|| Error::not_found("experiment", id))?;
@@ -382,7 +381,7 @@ impl Events<'_> {
     /// missing or non-finite value; [`Error::Rejected`] for a unit that is not enrolled or an
     /// event outside the metric's window; a storage failure (nothing was counted: retry).
     pub fn track(&self, event: &TrackEvent) -> Result<EventOutcome> {
-        let snapshot = self.snapshot.load();
+        let snapshot = self.snapshot.pin();
         let ue = self.resolve_event(&snapshot, event)?;
         match self.storage.apply_event(&ue)? {
             EventOutcome::Rejected(reason) => Err(Error::Rejected {
@@ -430,7 +429,7 @@ impl Events<'_> {
     ///
     /// A storage failure: nothing in the batch was counted.
     pub fn track_batch(&self, events: &[TrackEvent]) -> Result<Vec<Result<EventOutcome>>> {
-        let snapshot = self.snapshot.load();
+        let snapshot = self.snapshot.pin();
         let mut valid: Vec<UnitEvent<'_>> = Vec::with_capacity(events.len());
         let mut invalid: Vec<(usize, Error)> = Vec::new();
         // Consecutive events of one experiment, goal and flag (the usual batch) share their
@@ -492,8 +491,17 @@ impl Events<'_> {
         metric: &str,
         value: f64,
     ) -> Result<EventOutcome> {
-        let snapshot = self.snapshot.load();
+        let snapshot = self.snapshot.pin();
         let t = metric_target(&snapshot, experiment, None, Some(metric))?;
+        if t.kind == MetricKind::Ratio {
+            return Err(ValidationError::field(
+                "metric",
+                format!(
+                    "{metric:?} is a ratio metric; covariates (CUPED) apply to mean and proportion metrics"
+                ),
+            )
+            .into());
+        }
         if unit.is_empty() {
             return Err(ValidationError::field("unitId", "\"\" is empty").into());
         }

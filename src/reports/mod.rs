@@ -405,7 +405,9 @@ pub(crate) fn analysis_request(
     let mut request = AnalysisRequest::new(variants, metrics)
         .with_confidence_level(options.confidence_level)
         .with_correction(options.correction)
-        .with_srm_threshold(options.srm_threshold);
+        .with_srm_threshold(options.srm_threshold)
+        // An experiment still collecting data gets null figures, not an error.
+        .with_insufficient_data(crate::stats::InsufficientData::Null);
     if let Some(n) = options.sequential {
         request = request.with_sequential(n);
     }

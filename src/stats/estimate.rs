@@ -39,6 +39,41 @@ pub(crate) struct Covariate {
     pub covariance: f64,
 }
 
+/// An arm with fewer units than its metric needs, in a request that asked for `null` figures
+/// then ([`super::InsufficientData::Null`]): its sums must still be finite, and every figure
+/// derived from it is undefined, as for an [`empty`] arm.
+pub(crate) fn insufficient(
+    s: &SufficientStats,
+    path: &dyn Fn() -> String,
+) -> Result<Arm, StatsError> {
+    let fields = [
+        ("sum", Some(s.sum)),
+        ("sumSquares", s.sum_squares),
+        ("denominatorSum", s.denominator_sum),
+        ("denominatorSumSquares", s.denominator_sum_squares),
+        ("sumProducts", s.sum_products),
+        ("covariateSum", s.covariate_sum),
+        ("covariateSumSquares", s.covariate_sum_squares),
+        ("covariateSumProducts", s.covariate_sum_products),
+    ];
+    for (name, value) in fields {
+        if let Some(x) = value.filter(|x| !x.is_finite()) {
+            return Err(invalid(
+                format!("{}.{name}", path()),
+                format!("{x} is not a finite number"),
+            ));
+        }
+    }
+    Ok(Arm {
+        n: 0.0,
+        sum: 0.0,
+        m: f64::NAN,
+        v: f64::NAN,
+        sd: f64::NAN,
+        covariate: None,
+    })
+}
+
 /// The arm of a 0% variant that has seen no unit (count 0): every figure derived from it is
 /// undefined (NaN here, `null` in the report). Its sums must be 0 as well.
 pub(crate) fn empty(s: &SufficientStats, path: &dyn Fn() -> String) -> Result<Arm, StatsError> {
@@ -87,7 +122,7 @@ pub(crate) fn estimate(
 ) -> Result<Arm, StatsError> {
     let field = |name: &'static str| FieldPath { arm: path, name };
     let count = s.count;
-    let min_count = if kind == MetricKind::Proportion { 1 } else { 2 };
+    let min_count = kind.min_count();
     if count < min_count {
         return Err(invalid(
             field("count"),

@@ -53,8 +53,8 @@ pub use power::{
 };
 pub use report::{Comparison, MetricResult, Recommendation, Report, SrmCheck, VariantReport};
 pub use request::{
-    AnalysisRequest, Correction, MetricInput, MetricKind, SequentialSettings, SufficientStats,
-    VariantInput,
+    AnalysisRequest, Correction, InsufficientData, MetricInput, MetricKind, SequentialSettings,
+    SufficientStats, VariantInput,
 };
 pub use srm::sample_ratio_mismatch;
 
@@ -266,6 +266,13 @@ fn validate_metrics(request: &AnalysisRequest) -> Result<Vec<Vec<Arm>>, StatsErr
                     // a 0% variant that has seen no unit: its figures are null
                     Some(stats) if v.expected_share == 0.0 && stats.count == 0 => {
                         estimate::empty(stats, &path)
+                    }
+                    // an experiment still collecting data: the arm's figures are null
+                    Some(stats)
+                        if request.insufficient_data == InsufficientData::Null
+                            && stats.count < metric.kind.min_count() =>
+                    {
+                        estimate::insufficient(stats, &path)
                     }
                     Some(stats) => estimate(metric.kind, stats, &path),
                     None => Err(invalid(
@@ -512,6 +519,63 @@ mod tests {
         assert!(t["chanceToBeatControl"].is_null());
         assert_eq!(t["significant"], false);
         assert!(json["recommendation"]["minimumDetectableEffect"].is_null());
+    }
+
+    #[test]
+    fn insufficient_data_is_an_error_or_null_figures_as_asked() {
+        let request = AnalysisRequest::new(
+            vec![
+                VariantInput::new("control", 5),
+                VariantInput::new("treatment", 1),
+            ],
+            vec![
+                MetricInput::new("conversion", MetricKind::Proportion)
+                    .with_data("control", SufficientStats::proportion(5, 2))
+                    .with_data("treatment", SufficientStats::proportion(1, 1)),
+                MetricInput::new("revenue", MetricKind::Mean)
+                    .with_data("control", SufficientStats::mean(5, 10.0, 30.0))
+                    .with_data("treatment", SufficientStats::mean(1, 3.0, 9.0)),
+            ],
+        );
+        let err = analyze(&request).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "metrics[1].data.treatment.count: 1 is less than 2 for a mean metric"
+        );
+        let report = analyze(&request.with_insufficient_data(InsufficientData::Null)).unwrap();
+        let t = report.variant("treatment").unwrap();
+        // The proportion has enough units and is analysed; the mean's treatment arm is null.
+        let conv = t.metric("conversion").unwrap();
+        assert_eq!(conv.value, Some(1.0));
+        assert!(conv.comparison.as_ref().unwrap().p_value.is_some());
+        let rev = t.metric("revenue").unwrap();
+        assert_eq!((rev.value, rev.ci_lower), (None, None));
+        let c = rev.comparison.as_ref().unwrap();
+        assert_eq!((c.difference, c.p_value), (None, None));
+        assert!(!c.significant);
+        assert_eq!(
+            report
+                .variant("control")
+                .unwrap()
+                .metric("revenue")
+                .unwrap()
+                .value,
+            Some(2.0)
+        );
+        // Bad sums are still errors.
+        let bad = AnalysisRequest::new(
+            vec![
+                VariantInput::new("control", 5),
+                VariantInput::new("treatment", 1),
+            ],
+            vec![
+                MetricInput::new("revenue", MetricKind::Mean)
+                    .with_data("control", SufficientStats::mean(5, 10.0, 30.0))
+                    .with_data("treatment", SufficientStats::mean(1, f64::INFINITY, 9.0)),
+            ],
+        )
+        .with_insufficient_data(InsufficientData::Null);
+        assert!(analyze(&bad).is_err());
     }
 
     #[test]

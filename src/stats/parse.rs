@@ -107,11 +107,13 @@ fn request_from_value(value: Value) -> Result<AnalysisRequest, StatsError> {
     let sequential =
         optional_field::<Option<SequentialSettings>>(&mut top, "sequential")?.flatten();
     let srm_threshold = optional_field(&mut top, "srmThreshold")?.unwrap_or_else(default_srm);
+    let insufficient_data = optional_field(&mut top, "insufficientData")?.unwrap_or_default();
     Ok(AnalysisRequest {
         confidence_level,
         correction,
         sequential,
         srm_threshold,
+        insufficient_data,
         variants,
         metrics,
     })

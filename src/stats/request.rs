@@ -19,6 +19,15 @@ pub enum MetricKind {
 }
 
 impl MetricKind {
+    /// The fewest units an arm needs for this kind: 1 for a proportion, 2 for a mean or ratio
+    /// (a sample variance).
+    pub const fn min_count(self) -> u64 {
+        match self {
+            MetricKind::Proportion => 1,
+            MetricKind::Mean | MetricKind::Ratio => 2,
+        }
+    }
+
     /// The lowercase name used in JSON.
     ///
     /// # Examples
@@ -346,10 +355,26 @@ pub struct AnalysisRequest {
     /// p-value below which the sample ratio counts as mismatched, default 0.001.
     #[serde(default = "default_srm")]
     pub srm_threshold: f64,
+    /// What an arm with fewer units than its metric needs (1 for a proportion, 2 for a mean or
+    /// ratio) means: an error (the default, for analysis requests built by hand) or `null`
+    /// figures (for an experiment still collecting data).
+    #[serde(default)]
+    pub insufficient_data: InsufficientData,
     /// The arms, control first unless one is marked `control`.
     pub variants: Vec<VariantInput>,
     /// The metrics, primary first.
     pub metrics: Vec<MetricInput>,
+}
+
+/// What an arm with too few units for its metric means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum InsufficientData {
+    /// An error naming the field (`metrics[0].data.a.count`).
+    #[default]
+    Error,
+    /// The arm's figures, and every comparison with it, are `null`.
+    Null,
 }
 
 impl AnalysisRequest {
@@ -377,6 +402,7 @@ impl AnalysisRequest {
             correction: Correction::None,
             sequential: None,
             srm_threshold: default_srm(),
+            insufficient_data: InsufficientData::Error,
             variants,
             metrics,
         }
@@ -407,6 +433,13 @@ impl AnalysisRequest {
     #[must_use]
     pub fn with_srm_threshold(mut self, threshold: f64) -> Self {
         self.srm_threshold = threshold;
+        self
+    }
+
+    /// Sets what an arm with too few units means (default: an error).
+    #[must_use]
+    pub fn with_insufficient_data(mut self, mode: InsufficientData) -> Self {
+        self.insufficient_data = mode;
         self
     }
 }

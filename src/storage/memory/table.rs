@@ -244,7 +244,7 @@ impl UnitTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Timestamp;
+    use crate::time::Timestamp;
 
     fn state(variant: u32) -> UnitState {
         UnitState::new(variant, Timestamp::from_unix_millis(0), false, Vec::new())
