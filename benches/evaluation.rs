@@ -177,6 +177,7 @@ fn targeting(c: &mut Criterion) {
     let ctxs = contexts();
     let conditions = [
         ("eq", json!({"plan": "pro"})),
+        ("in2", json!({"country": {"$in": ["DE", "FR"]}})),
         ("in3", json!({"country": {"$in": ["DE", "FR", "AT"]}})),
         (
             "in3_eq_vgte",

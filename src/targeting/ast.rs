@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::groups::InList;
 use super::js;
 use super::jsregex::JsRegex;
+use super::short::{self, ShortStr};
 
 /// A condition object: every clause must pass (GrowthBook's `evalCondition`).
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +39,7 @@ pub(crate) struct AttrPath {
 /// One part of a dotted path.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Segment {
-    pub(crate) key: Box<str>,
+    pub(crate) key: ShortStr,
     /// The array index this key names (JavaScript's `"2" in array`), if canonical.
     pub(crate) index: Option<usize>,
 }
@@ -68,6 +69,8 @@ pub(crate) struct StrLit {
     pub(crate) as_num: Option<f64>,
     /// `s` lowercased, for `$alli`.
     pub(crate) lower: Box<str>,
+    /// `s` packed, when short (see `short`).
+    pub(crate) packed: Option<u128>,
 }
 
 impl StrLit {
@@ -78,6 +81,7 @@ impl StrLit {
             s: s.into(),
             as_num,
             lower: js::lowercase(s).into_boxed_str(),
+            packed: short::pack(s),
         }
     }
 }

@@ -14,6 +14,7 @@ use super::ast::{
 };
 use super::groups::InList;
 use super::js;
+use super::short;
 use super::version;
 
 /// The value a path names: borrowed, or the length of an array (`"tags.length"`).
@@ -27,16 +28,16 @@ impl AttrPath {
     fn lookup<'a>(&self, obj: &'a Value) -> Found<'a> {
         // The common case: a top-level attribute.
         if let ([seg], Value::Object(map)) = (&*self.segments, obj) {
-            return Found::Val(map.get(&*seg.key).unwrap_or(&js::NULL));
+            return Found::Val(seg.key.get(map).unwrap_or(&js::NULL));
         }
         let mut cur = obj;
         let mut segments = self.segments.iter().peekable();
         while let Some(seg) = segments.next() {
             let next = match cur {
-                Value::Object(map) => map.get(&*seg.key),
+                Value::Object(map) => seg.key.get(map),
                 Value::Array(items) => match seg.index {
                     Some(i) => items.get(i),
-                    None if &*seg.key == "length" => {
+                    None if seg.key.as_str() == "length" => {
                         return if segments.peek().is_none() {
                             Found::Len(items.len())
                         } else {
@@ -99,13 +100,23 @@ impl ValueTest {
 }
 
 impl StrLit {
+    /// `s === self.s`.
+    #[inline]
+    pub(crate) fn eq_str(&self, s: &str) -> bool {
+        match self.packed {
+            // Equal lengths first: strings of another length are rejected without packing them.
+            Some(p) => s.len() == self.s.len() && short::pack(s) == Some(p),
+            None => *s == *self.s,
+        }
+    }
+
     /// `value + "" === s`, or `String(value).toLowerCase() === s.toLowerCase()`.
-    fn matches(&self, v: &Value, insensitive: bool) -> bool {
+    pub(crate) fn matches(&self, v: &Value, insensitive: bool) -> bool {
         if insensitive {
             return js::lower_eq(v, &self.lower);
         }
         match v {
-            Value::String(s) => **s == *self.s,
+            Value::String(s) => self.eq_str(s),
             Value::Number(n) => self.as_num == Some(js::num(n)),
             Value::Bool(b) => *self.s == *if *b { "true" } else { "false" },
             Value::Null => &*self.s == "null",
@@ -179,7 +190,7 @@ impl GroupRef {
 }
 
 impl Op {
-    fn eval(&self, v: &Value) -> bool {
+    pub(crate) fn eval(&self, v: &Value) -> bool {
         match self {
             Self::Eq(p) => p.strict_eq(v),
             Self::Ne(p) => !p.strict_eq(v),

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use super::js;
+use super::short;
 
 /// Lists with more strings than this are looked up through a hash set.
 const SET_THRESHOLD: usize = 8;
@@ -15,7 +16,12 @@ const SET_THRESHOLD: usize = 8;
 /// Strings of a value list.
 #[derive(Debug, Clone, PartialEq)]
 enum StrSet {
-    Small(Box<[Box<str>]>),
+    /// Few strings, compared one by one: `packed` holds the packed form of each that is short
+    /// enough (see `short`), so a short string is looked up without comparing bytes.
+    Small {
+        strs: Box<[Box<str>]>,
+        packed: Box<[u128]>,
+    },
     Large(HashSet<Box<str>>),
 }
 
@@ -26,20 +32,29 @@ impl StrSet {
         } else {
             let mut strs = strs;
             strs.dedup();
-            Self::Small(strs.into_boxed_slice())
+            let packed = strs.iter().filter_map(|s| short::pack(s)).collect();
+            Self::Small {
+                strs: strs.into_boxed_slice(),
+                packed,
+            }
         }
     }
 
+    #[inline]
     fn contains(&self, s: &str) -> bool {
         match self {
-            Self::Small(v) => v.iter().any(|x| **x == *s),
+            Self::Small { strs, packed } => match short::pack(s) {
+                // A string that packs can only equal one that packs.
+                Some(p) => packed.contains(&p),
+                None => strs.iter().any(|x| **x == *s),
+            },
             Self::Large(set) => set.contains(s),
         }
     }
 
     fn any(&self, mut f: impl FnMut(&str) -> bool) -> bool {
         match self {
-            Self::Small(v) => v.iter().any(|x| f(x)),
+            Self::Small { strs, .. } => strs.iter().any(|x| f(x)),
             Self::Large(set) => set.iter().any(|x| f(x)),
         }
     }
@@ -64,7 +79,10 @@ pub(crate) struct InList {
 impl Default for InList {
     fn default() -> Self {
         Self {
-            strs: StrSet::Small(Box::default()),
+            strs: StrSet::Small {
+                strs: Box::default(),
+                packed: Box::default(),
+            },
             nums: Box::default(),
             has_true: false,
             has_false: false,
@@ -114,6 +132,12 @@ impl InList {
             Value::Null => self.has_null,
             Value::Array(_) | Value::Object(_) => false,
         }
+    }
+
+    /// `list.includes(s)` for a string attribute.
+    #[inline]
+    pub(crate) fn contains_str(&self, s: &str) -> bool {
+        self.strs.contains(s)
     }
 
     /// GrowthBook's `isIn`: an array attribute matches when any element is in the list.

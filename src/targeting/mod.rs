@@ -71,6 +71,8 @@ mod groups;
 mod js;
 mod jsregex;
 mod parse;
+mod plan;
+mod short;
 mod version;
 
 use std::fmt;
@@ -83,6 +85,7 @@ pub use error::ConditionError;
 pub use groups::SavedGroups;
 
 use ast::{Clause, CondNode, ElemMatch, GroupRef, Op, ValueTest};
+use plan::Plan;
 
 /// A parsed targeting condition: immutable, cheap to clone (shared), `Send + Sync`.
 ///
@@ -110,17 +113,30 @@ pub struct Condition {
 struct Inner {
     source: Value,
     root: CondNode,
+    /// How `root` is evaluated (derived from it).
+    plan: Plan,
     groups: Box<[Box<str>]>,
 }
 
+impl Inner {
+    fn new(source: Value, root: CondNode, groups: Box<[Box<str>]>) -> Self {
+        Self {
+            source,
+            plan: Plan::new(&root),
+            root,
+            groups,
+        }
+    }
+}
+
 static ALWAYS: LazyLock<Condition> = LazyLock::new(|| Condition {
-    inner: Arc::new(Inner {
-        source: Value::Object(serde_json::Map::new()),
-        root: CondNode {
+    inner: Arc::new(Inner::new(
+        Value::Object(serde_json::Map::new()),
+        CondNode {
             clauses: Box::default(),
         },
-        groups: Box::default(),
-    }),
+        Box::default(),
+    )),
 });
 
 impl Condition {
@@ -152,11 +168,7 @@ impl Condition {
     fn parse_owned(source: Value) -> Result<Self, ConditionError> {
         let (root, out) = parse::parse_condition(&source)?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                source,
-                root,
-                groups: out.groups.into_boxed_slice(),
-            }),
+            inner: Arc::new(Inner::new(source, root, out.groups.into_boxed_slice())),
         })
     }
 
@@ -216,8 +228,9 @@ impl Condition {
     /// ```
     #[must_use]
     pub fn matches(&self, attributes: &Value) -> bool {
-        match attributes {
-            Value::Object(_) => self.inner.root.eval(attributes),
+        match (attributes, &self.inner.plan) {
+            (Value::Object(attrs), Plan::Attrs(tests)) => tests.iter().all(|t| t.eval(attrs)),
+            (Value::Object(_), Plan::Tree) => self.inner.root.eval(attributes),
             _ => self.is_always(),
         }
     }
@@ -328,11 +341,11 @@ impl Condition {
             Ok(())
         })?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                source: self.inner.source.clone(),
+            inner: Arc::new(Inner::new(
+                self.inner.source.clone(),
                 root,
-                groups: self.inner.groups.clone(),
-            }),
+                self.inner.groups.clone(),
+            )),
         })
     }
 }

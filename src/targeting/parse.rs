@@ -9,6 +9,7 @@ use super::ast::{
 use super::error::{ConditionError, show};
 use super::groups::InList;
 use super::jsregex::JsRegex;
+use super::short::ShortStr;
 use super::{js, version};
 
 /// How deeply conditions and operators may nest.
@@ -206,7 +207,7 @@ fn parse_path(key: &str) -> AttrPath {
         segments: key
             .split('.')
             .map(|k| Segment {
-                key: k.into(),
+                key: ShortStr::new(k),
                 index: array_index(k),
             })
             .collect(),
@@ -688,7 +689,11 @@ mod tests {
         let Clause::Path { path, .. } = &node.clauses[0] else {
             panic!("{node:?}");
         };
-        let keys: Vec<_> = path.segments.iter().map(|s| (&*s.key, s.index)).collect();
+        let keys: Vec<_> = path
+            .segments
+            .iter()
+            .map(|s| (s.key.as_str(), s.index))
+            .collect();
         assert_eq!(
             keys,
             [("a", None), ("0", Some(0)), ("01", None), ("length", None)]
