@@ -90,10 +90,10 @@ impl ConfigRecord for Experiment {
         self.id().as_str()
     }
     fn store(self, config: &mut Configuration) {
-        config.experiments.insert(self.id().to_string(), self);
+        config.put_experiment(self);
     }
     fn unstore(id: &str, config: &mut Configuration) {
-        config.experiments.remove(id);
+        config.remove_experiment(id);
     }
     fn change(id: &str) -> Change<'_> {
         Change::Experiment(id)

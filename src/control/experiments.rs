@@ -335,7 +335,7 @@ fn check_startable(w: &Writer<'_>, e: &Experiment) -> Result<()> {
         {
             return Err(overlap(None).into());
         }
-        for other in config.experiments.values() {
+        for other in config.experiments_of_layer(p.id.as_str()) {
             if other.id() == e.id() || other.status() != Status::Running {
                 continue;
             }
@@ -350,7 +350,7 @@ fn check_startable(w: &Writer<'_>, e: &Experiment) -> Result<()> {
     if let Some(f) = e.flag_id() {
         let flag: Versioned<Flag> = w.control().require(f.as_str())?;
         flag.check_experiment(e)?;
-        for other in config.experiments.values() {
+        for other in config.experiments_of_flag(f.as_str()) {
             let same_env = match (other.environment(), e.environment()) {
                 (Some(a), Some(b)) => a == b,
                 _ => true,

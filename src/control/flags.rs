@@ -157,9 +157,10 @@ impl<'l> Flags<'l> {
     pub fn delete(&self, id: &str) -> Result<()> {
         let mut w = self.control.writer();
         let f: Versioned<Flag> = self.control.require(id)?;
-        let running = w.config().experiments.values().find(|e| {
-            e.flag_id().is_some_and(|x| x.as_str() == id) && e.status() == Status::Running
-        });
+        let running = w
+            .config()
+            .experiments_of_flag(id)
+            .find(|e| e.status() == Status::Running);
         if let Some(e) = running {
             return Err(Conflict::FlagHasRunningExperiment {
                 flag: f.key.to_string(),

@@ -392,7 +392,7 @@ fn evaluate_project(
         return Vec::new();
     };
     let mut results = Vec::with_capacity(entries.len());
-    for entry in entries.iter() {
+    for entry in entries {
         let Some(i) = entry.for_env(environment) else {
             continue;
         };

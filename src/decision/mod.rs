@@ -8,6 +8,7 @@
 pub(crate) mod context;
 pub(crate) mod experiment;
 pub(crate) mod flag;
+pub(crate) mod index;
 pub(crate) mod snapshot;
 
 use crate::decision::context::Context;

@@ -17,7 +17,7 @@
 //! plus a copy of the indexes' pointers, not a recompile of every experiment.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +26,8 @@ use arc_swap::ArcSwap;
 
 use crate::decision::experiment::CompiledExperiment;
 use crate::decision::flag::CompiledFlag;
-use crate::hashing::{FastMap, IdentityBuild, Seeded};
+use crate::decision::index::{Chunks, SharedMap, SortedList};
+use crate::hashing::{FastMap, Seeded};
 use crate::model::config::{Configuration, Layer};
 use crate::model::experiment::Experiment;
 use crate::model::lifecycle::Status;
@@ -168,12 +169,14 @@ pub(crate) enum Change<'a> {
 }
 
 /// The compiled configuration: experiments by id and the flag index. Immutable once built;
-/// replaced whole, atomically, on every configuration change.
+/// replaced whole, atomically, on every configuration change — but built from the previous one
+/// by sharing every chunk a change did not touch ([`crate::decision::index`]).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Snapshot {
-    experiments: Vec<Option<Arc<CompiledExperiment>>>,
-    experiment_slots: FastMap<Arc<str>, u32>,
+    experiments: Chunks<Arc<CompiledExperiment>>,
+    experiment_slots: SharedMap<(Box<str>, u32)>,
     free_experiments: Vec<u32>,
+    keys: Seeded,
     pub(crate) flags: FlagIndex,
 }
 
@@ -277,13 +280,9 @@ impl Snapshot {
                     .filter(|e| e.audience_id().is_some_and(|a| a.as_str() == *id))
                     .map(|e| e.id().as_str()),
             ),
-            Change::Layer(id) => experiments.extend(
-                config
-                    .experiments
-                    .values()
-                    .filter(|e| e.layer().is_some_and(|l| l.id.as_str() == *id))
-                    .map(|e| e.id().as_str()),
-            ),
+            Change::Layer(id) => {
+                experiments.extend(config.experiments_of_layer(id).map(|e| e.id().as_str()));
+            }
             Change::SavedGroup(id) => {
                 experiments.extend(
                     config
@@ -324,12 +323,8 @@ impl Snapshot {
             match config.flags.get(&id) {
                 Some(f) => {
                     let running = config
-                        .experiments
-                        .values()
-                        .filter(|e| {
-                            e.status() == Status::Running
-                                && e.flag_id().is_some_and(|x| x.as_str() == id)
-                        })
+                        .experiments_of_flag(&id)
+                        .filter(|e| e.status() == Status::Running)
                         .filter_map(|e| next.experiment(e.id().as_str()).cloned())
                         .collect();
                     next.flags
@@ -343,30 +338,24 @@ impl Snapshot {
 
     fn put_experiment(&mut self, c: Arc<CompiledExperiment>) {
         let id = c.experiment().id().as_str();
-        if let Some(&slot) = self.experiment_slots.get(id) {
-            if let Some(s) = self.experiments.get_mut(slot as usize) {
-                *s = Some(c);
-            }
+        let h = self.keys.hash_first(id);
+        if let Some(&(_, slot)) = self.experiment_slots.get(h, |e| &*e.0 == id) {
+            self.experiments.set(slot, Some(c));
             return;
         }
         let slot = match self.free_experiments.pop() {
             Some(slot) => slot,
-            None => {
-                self.experiments.push(None);
-                (self.experiments.len() - 1) as u32
-            }
+            None => self.experiment_slots.len() as u32,
         };
-        self.experiment_slots.insert(Arc::from(id), slot);
-        if let Some(s) = self.experiments.get_mut(slot as usize) {
-            *s = Some(c);
-        }
+        self.experiment_slots
+            .insert(h, (id.into(), slot), |e| &*e.0 == id);
+        self.experiments.set(slot, Some(c));
     }
 
     fn remove_experiment(&mut self, id: &str) {
-        if let Some(slot) = self.experiment_slots.remove(id) {
-            if let Some(s) = self.experiments.get_mut(slot as usize) {
-                *s = None;
-            }
+        let h = self.keys.hash_first(id);
+        if let Some((_, slot)) = self.experiment_slots.remove(h, |e| &*e.0 == id) {
+            self.experiments.set(slot, None);
             self.free_experiments.push(slot);
         }
     }
@@ -374,19 +363,19 @@ impl Snapshot {
     /// The slot of experiment `id`.
     #[inline]
     pub(crate) fn experiment_slot(&self, id: &str) -> Option<u32> {
-        self.experiment_slots.get(id).copied()
+        let h = self.keys.hash_first(id);
+        self.experiment_slots.get(h, |e| &*e.0 == id).map(|e| e.1)
     }
 
     /// The experiment in `slot`.
     #[inline]
     pub(crate) fn experiment_at(&self, slot: u32) -> Option<&CompiledExperiment> {
-        self.experiments.get(slot as usize)?.as_deref()
+        self.experiments.get(slot).map(|c| &**c)
     }
 
     /// Experiment `id`.
     pub(crate) fn experiment(&self, id: &str) -> Option<&Arc<CompiledExperiment>> {
-        let slot = self.experiment_slot(id)?;
-        self.experiments.get(slot as usize)?.as_ref()
+        self.experiments.get(self.experiment_slot(id)?)
     }
 
     /// How many experiments.
@@ -426,15 +415,15 @@ impl KeyEntry {
 
 /// The flag index of a snapshot. Lookups hash (project, key) once into a `u64` and compare the
 /// strings of the (almost always single) entry found; `evaluate_all` walks a per-project list
-/// sorted by key. Every part is shared between snapshots through `Arc`s, so a one-flag change
-/// copies pointers, not flags.
+/// sorted by key. Every part is shared between snapshots in chunks, so a one-flag change copies
+/// a few hundred pointers and the touched chunks, not every flag.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FlagIndex {
-    flags: Vec<Option<Arc<CompiledFlag>>>,
-    slots: FastMap<Arc<str>, u32>,
+    flags: Chunks<Arc<CompiledFlag>>,
+    slots: SharedMap<(Box<str>, u32)>,
     free: Vec<u32>,
-    by_hash: HashMap<u64, Arc<[Arc<KeyEntry>]>, IdentityBuild>,
-    by_project: FastMap<Box<str>, Arc<Vec<Arc<KeyEntry>>>>,
+    by_key: SharedMap<Arc<KeyEntry>>,
+    by_project: FastMap<Box<str>, SortedList<Arc<KeyEntry>>>,
     keys: Seeded,
 }
 
@@ -442,98 +431,82 @@ impl FlagIndex {
     /// The slot of the flag served for `key` of `project` in `environment`.
     #[inline]
     pub(crate) fn find(&self, project: &str, environment: &str, key: &str) -> Option<u32> {
-        let h = self.keys.hash_pair(project, key);
-        self.by_hash
-            .get(&h)?
-            .iter()
-            .find(|e| &*e.key == key && &*e.project == project)?
-            .for_env(environment)
+        self.entry(project, key)?.for_env(environment)
     }
 
     /// The flag in `slot`.
     #[inline]
     pub(crate) fn get(&self, slot: u32) -> Option<&CompiledFlag> {
-        self.flags.get(slot as usize)?.as_deref()
+        self.flags.get(slot).map(|f| &**f)
     }
 
     /// The key entries of `project`, sorted by key.
-    pub(crate) fn project(&self, project: &str) -> Option<&[Arc<KeyEntry>]> {
-        self.by_project.get(project).map(|v| v.as_slice())
+    pub(crate) fn project(
+        &self,
+        project: &str,
+    ) -> Option<impl ExactSizeIterator<Item = &KeyEntry>> {
+        let list = self.by_project.get(project)?;
+        Some(Entries {
+            inner: list.iter(),
+            left: list.len(),
+        })
     }
 
+    #[inline]
     fn entry(&self, project: &str, key: &str) -> Option<&Arc<KeyEntry>> {
         let h = self.keys.hash_pair(project, key);
-        self.by_hash
-            .get(&h)?
-            .iter()
-            .find(|e| &*e.key == key && &*e.project == project)
+        self.by_key
+            .get(h, |e| &*e.key == key && &*e.project == project)
     }
 
-    /// Replaces the entry of (project, key) with `entry` (`None` when it has no flag left).
-    fn set_entry(&mut self, project: &str, key: &str, entry: Option<KeyEntry>) {
+    /// Replaces the entry of (project, key) with `entry` (gone when it has no flag left).
+    fn set_entry(&mut self, project: &str, key: &str, entry: KeyEntry) {
         let h = self.keys.hash_pair(project, key);
-        let entry = entry.filter(|e| !e.is_empty()).map(Arc::new);
-        let mut chain: Vec<Arc<KeyEntry>> = self
-            .by_hash
-            .get(&h)
-            .map(|c| {
-                c.iter()
-                    .filter(|e| !(&*e.key == key && &*e.project == project))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        chain.extend(entry.clone());
-        if chain.is_empty() {
-            self.by_hash.remove(&h);
-        } else {
-            self.by_hash.insert(h, Arc::from(chain));
-        }
-        let list = self.by_project.entry(project.into()).or_default();
-        let list = Arc::make_mut(list);
-        let at = list.binary_search_by(|e| (*e.key).cmp(key));
-        match (at, entry) {
-            (Ok(i), Some(e)) => {
-                if let Some(slot) = list.get_mut(i) {
-                    *slot = e;
+        let is = |e: &Arc<KeyEntry>| &*e.key == key && &*e.project == project;
+        if entry.is_empty() {
+            self.by_key.remove(h, is);
+            if let Some(list) = self.by_project.get_mut(project) {
+                list.remove(key);
+                if list.is_empty() {
+                    self.by_project.remove(project);
                 }
             }
-            (Ok(i), None) => {
-                list.remove(i);
-            }
-            (Err(i), Some(e)) => list.insert(i, e),
-            (Err(_), None) => {}
-        }
-        if list.is_empty() {
-            self.by_project.remove(project);
+        } else {
+            let entry = Arc::new(entry);
+            self.by_key.insert(h, Arc::clone(&entry), is);
+            self.by_project
+                .entry(project.into())
+                .or_default()
+                .insert(key, entry);
         }
     }
 
     /// Adds or replaces a compiled flag.
     fn put(&mut self, flag: CompiledFlag) {
         let id = flag.flag.id.as_str();
-        let slot = match self.slots.get(id) {
-            Some(&slot) => {
+        let h = self.keys.hash_first(id);
+        let slot = match self.slots.get(h, |e| &*e.0 == id) {
+            Some(&(_, slot)) => {
                 self.unindex(slot);
                 slot
             }
             None => {
                 let slot = match self.free.pop() {
                     Some(slot) => slot,
-                    None => {
-                        self.flags.push(None);
-                        (self.flags.len() - 1) as u32
-                    }
+                    None => self.slots.len() as u32,
                 };
-                self.slots.insert(Arc::from(id), slot);
+                self.slots.insert(h, (id.into(), slot), |e| &*e.0 == id);
                 slot
             }
         };
-        let (project, key) = (flag.flag.project_id.as_str(), flag.flag.key.as_str());
-        let mut entry = self.entry(project, key).map_or_else(
+        let (project, key) = (
+            flag.flag.project_id.as_str().to_owned(),
+            flag.flag.key.as_str().to_owned(),
+        );
+        let mut entry = self.entry(&project, &key).map_or_else(
             || KeyEntry {
-                project: project.into(),
-                key: key.into(),
+                project: project.as_str().into(),
+                key: key.as_str().into(),
                 any: None,
                 per_env: Vec::new(),
             },
@@ -546,27 +519,23 @@ impl FlagIndex {
                 entry.per_env.push((env.into(), slot));
             }
         }
-        let (project, key) = (project.to_owned(), key.to_owned());
-        self.set_entry(&project, &key, Some(entry));
-        if let Some(s) = self.flags.get_mut(slot as usize) {
-            *s = Some(Arc::new(flag));
-        }
+        self.set_entry(&project, &key, entry);
+        self.flags.set(slot, Some(Arc::new(flag)));
     }
 
     /// Removes the flag `id`.
     fn remove(&mut self, id: &str) {
-        if let Some(slot) = self.slots.remove(id) {
+        let h = self.keys.hash_first(id);
+        if let Some((_, slot)) = self.slots.remove(h, |e| &*e.0 == id) {
             self.unindex(slot);
-            if let Some(s) = self.flags.get_mut(slot as usize) {
-                *s = None;
-            }
+            self.flags.set(slot, None);
             self.free.push(slot);
         }
     }
 
     /// Takes the flag in `slot` out of the key index.
     fn unindex(&mut self, slot: u32) {
-        let Some(old) = self.flags.get(slot as usize).and_then(Clone::clone) else {
+        let Some(old) = self.flags.get(slot).cloned() else {
             return;
         };
         let (project, key) = (old.flag.project_id.as_str(), old.flag.key.as_str());
@@ -577,6 +546,28 @@ impl FlagIndex {
             entry.any = None;
         }
         entry.per_env.retain(|(_, s)| *s != slot);
-        self.set_entry(project, key, Some(entry));
+        self.set_entry(project, key, entry);
     }
 }
+
+/// The key entries of one project, in key order.
+struct Entries<I> {
+    inner: I,
+    left: usize,
+}
+
+impl<'a, I: Iterator<Item = (&'a str, &'a Arc<KeyEntry>)>> Iterator for Entries<I> {
+    type Item = &'a KeyEntry;
+
+    fn next(&mut self) -> Option<&'a KeyEntry> {
+        let (_, e) = self.inner.next()?;
+        self.left = self.left.saturating_sub(1);
+        Some(e)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<'a, I: Iterator<Item = (&'a str, &'a Arc<KeyEntry>)>> ExactSizeIterator for Entries<I> {}

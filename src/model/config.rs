@@ -1,6 +1,6 @@
 //! Audiences, saved groups, layers, the global holdout and lab-wide settings.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -87,9 +87,77 @@ pub(crate) struct Configuration {
     pub(crate) settings: Settings,
     /// The saved groups as conditions bind them (kept in step with `saved_groups`).
     pub(crate) groups: SavedGroups,
+    /// Flag id → the experiments attached to it (kept in step with `experiments`).
+    by_flag: BTreeMap<String, BTreeSet<String>>,
+    /// Layer id → the experiments placed in it (kept in step with `experiments`).
+    by_layer: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Configuration {
+    /// Adds or replaces an experiment, keeping the reverse indexes in step.
+    pub(crate) fn put_experiment(&mut self, e: Experiment) {
+        let id = e.id().to_string();
+        self.remove_experiment(&id);
+        if let Some(f) = e.flag_id() {
+            self.by_flag
+                .entry(f.to_string())
+                .or_default()
+                .insert(id.clone());
+        }
+        if let Some(l) = e.layer() {
+            self.by_layer
+                .entry(l.id.to_string())
+                .or_default()
+                .insert(id.clone());
+        }
+        self.experiments.insert(id, e);
+    }
+
+    /// Removes an experiment.
+    pub(crate) fn remove_experiment(&mut self, id: &str) {
+        let Some(old) = self.experiments.remove(id) else {
+            return;
+        };
+        let unindex = |index: &mut BTreeMap<String, BTreeSet<String>>, key: &str| {
+            if let Some(set) = index.get_mut(key) {
+                set.remove(id);
+                if set.is_empty() {
+                    index.remove(key);
+                }
+            }
+        };
+        if let Some(f) = old.flag_id() {
+            unindex(&mut self.by_flag, f.as_str());
+        }
+        if let Some(l) = old.layer() {
+            unindex(&mut self.by_layer, l.id.as_str());
+        }
+    }
+
+    /// The experiments attached to flag `flag`.
+    pub(crate) fn experiments_of_flag<'a>(
+        &'a self,
+        flag: &str,
+    ) -> impl Iterator<Item = &'a Experiment> + 'a {
+        self.by_flag
+            .get(flag)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.experiments.get(id))
+    }
+
+    /// The experiments placed in layer `layer`.
+    pub(crate) fn experiments_of_layer<'a>(
+        &'a self,
+        layer: &str,
+    ) -> impl Iterator<Item = &'a Experiment> + 'a {
+        self.by_layer
+            .get(layer)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.experiments.get(id))
+    }
+
     /// Adds or replaces a saved group, keeping the bound form in step.
     pub(crate) fn put_saved_group(&mut self, group: SavedGroup) {
         self.groups.insert(group.id.as_str(), group.values.clone());

@@ -45,7 +45,7 @@ const TOUCH_AHEAD: usize = 128;
 /// ```
 #[derive(Debug)]
 pub struct MemoryStorage {
-    config: RwLock<BTreeMap<RecordKind, BTreeMap<String, Record>>>,
+    config: RwLock<BTreeMap<RecordKind, Records>>,
     shards: Box<[Mutex<Shard>]>,
     sticky: Mutex<HashMap<String, Vec<(String, String)>>>,
     keys: crate::hashing::Seeded,
@@ -220,11 +220,17 @@ impl MemoryStorage {
         outcome
     }
 
-    fn config_read(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<RecordKind, BTreeMap<String, Record>>> {
+    fn config_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<RecordKind, Records>> {
         self.config.read().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The records of one kind, with the index of their unique keys.
+#[derive(Debug, Default)]
+struct Records {
+    by_id: BTreeMap<String, Record>,
+    /// unique key → the id of the record that has it.
+    unique: HashMap<String, String>,
 }
 
 impl Storage for MemoryStorage {
@@ -232,7 +238,7 @@ impl Storage for MemoryStorage {
         Ok(self
             .config_read()
             .get(&kind)
-            .and_then(|m| m.get(id))
+            .and_then(|m| m.by_id.get(id))
             .cloned())
     }
 
@@ -240,26 +246,34 @@ impl Storage for MemoryStorage {
         Ok(self
             .config_read()
             .get(&kind)
-            .map(|m| m.values().cloned().collect())
+            .map(|m| m.by_id.values().cloned().collect())
             .unwrap_or_default())
     }
 
     fn put_record(&self, w: RecordWrite<'_>, expected: Option<u64>) -> Result<u64, StorageError> {
         let mut config = self.config.write().unwrap_or_else(PoisonError::into_inner);
         let records = config.entry(w.kind).or_default();
-        let version =
-            super::next_version(w.kind, w.id, records.get(w.id).map(|r| r.version), expected)?;
+        let version = super::next_version(
+            w.kind,
+            w.id,
+            records.by_id.get(w.id).map(|r| r.version),
+            expected,
+        )?;
         if let Some(key) = w.unique_key
-            && records
-                .values()
-                .any(|r| r.id != w.id && r.unique_key.as_deref() == Some(key))
+            && records.unique.get(key).is_some_and(|owner| owner != w.id)
         {
             return Err(StorageError::UniqueViolation {
                 kind: w.kind,
                 key: key.to_owned(),
             });
         }
-        records.insert(
+        if let Some(old) = records.by_id.get(w.id).and_then(|r| r.unique_key.clone()) {
+            records.unique.remove(&old);
+        }
+        if let Some(key) = w.unique_key {
+            records.unique.insert(key.to_owned(), w.id.to_owned());
+        }
+        records.by_id.insert(
             w.id.to_owned(),
             Record {
                 kind: w.kind,
@@ -275,7 +289,7 @@ impl Storage for MemoryStorage {
     fn delete_record(&self, kind: RecordKind, id: &str, expected: u64) -> Result<(), StorageError> {
         let mut config = self.config.write().unwrap_or_else(PoisonError::into_inner);
         let records = config.entry(kind).or_default();
-        match records.get(id) {
+        match records.by_id.get(id) {
             None => Err(StorageError::NotFound {
                 kind,
                 id: id.to_owned(),
@@ -287,7 +301,9 @@ impl Storage for MemoryStorage {
                 found: r.version,
             }),
             Some(_) => {
-                records.remove(id);
+                if let Some(key) = records.by_id.remove(id).and_then(|r| r.unique_key) {
+                    records.unique.remove(&key);
+                }
                 Ok(())
             }
         }
