@@ -162,7 +162,7 @@ impl<E: Clone> SharedMap<E> {
             Bucket::One(e) if is(&e) => (None, Some(e)),
             Bucket::One(e) => (Some(Bucket::One(e)), None),
             Bucket::Many(mut v) => {
-                let removed = v.iter().position(|e| is(e)).map(|i| v.remove(i));
+                let removed = v.iter().position(&is).map(|i| v.remove(i));
                 let kept = match v.len() {
                     0 => None,
                     1 => v.pop().map(Bucket::One),
@@ -186,10 +186,13 @@ impl<E: Clone> SharedMap<E> {
     }
 }
 
+/// One chunk of a [`SortedList`]: (key, value) sorted by key.
+type SortedChunk<V> = Arc<Vec<(Box<str>, V)>>;
+
 /// Values sorted by a string key, in shared chunks (a two-level B-tree).
 #[derive(Debug)]
 pub(crate) struct SortedList<V> {
-    chunks: Vec<Arc<Vec<(Box<str>, V)>>>,
+    chunks: Vec<SortedChunk<V>>,
     len: usize,
 }
 
