@@ -106,6 +106,7 @@ impl CompiledFlag {
     }
 
     /// Evaluates this flag in `environment` for `ctx`.
+    #[inline]
     pub(crate) fn evaluate(&self, environment: &str, ctx: &Context) -> Outcome {
         let mut key_missing = false;
         for (i, (env, x)) in self.experiments.iter().enumerate() {
@@ -161,6 +162,7 @@ impl CompiledFlag {
         fallback(Reason::Default)
     }
 
+    #[inline]
     fn value(&self, source: Source) -> &Value {
         match source {
             Source::None => &NULL,
@@ -240,6 +242,7 @@ impl std::fmt::Debug for Evaluation<'_> {
 
 impl<'c> Evaluation<'c> {
     /// Evaluates flag `key` of `project` in `environment` for `ctx` on `snapshot`.
+    #[inline]
     pub(crate) fn new(
         snapshot: Pinned,
         project: &str,
@@ -269,6 +272,7 @@ impl<'c> Evaluation<'c> {
     }
 
     /// The value served (`null` for a flag not found).
+    #[inline]
     pub fn value(&self) -> &Value {
         self.compiled()
             .map_or(&NULL, |f| f.value(self.outcome.source))
@@ -348,6 +352,7 @@ impl std::fmt::Debug for EvaluateAllResponse {
 
 impl EvaluateAllResponse {
     /// Evaluates every flag of `project` in `environment` for `ctx` on `snapshot`.
+    #[inline]
     pub(crate) fn new(
         snapshot: Pinned,
         project: &str,

@@ -51,6 +51,7 @@ struct Decided<'c> {
 }
 
 impl<'c> Decided<'c> {
+    #[inline]
     fn new(snapshot: Pinned, slot: u32, ctx: &'c Context) -> Option<Decided<'c>> {
         let a = snapshot.experiment_at(slot)?.assign(ctx);
         let (variant, reason, sticky) = (
@@ -103,11 +104,13 @@ macro_rules! decided_accessors {
         }
 
         /// The assigned variant's index.
+        #[inline]
         pub fn variant_index(&self) -> Option<u32> {
             self.inner.variant
         }
 
         /// Why.
+        #[inline]
         pub fn reason(&self) -> Reason {
             self.inner.reason
         }
@@ -126,6 +129,7 @@ macro_rules! decided_accessors {
 
 impl<'c> Decision<'c> {
     /// Decides on the experiment in `slot` of `snapshot`.
+    #[inline]
     pub(crate) fn new(snapshot: Pinned, slot: u32, ctx: &'c Context) -> Option<Self> {
         Decided::new(snapshot, slot, ctx).map(|inner| Decision { inner })
     }
@@ -160,6 +164,7 @@ impl<'c> Decision<'c> {
 
 impl<'c> Peek<'c> {
     /// Decides on the experiment in `slot` of `snapshot`, implying nothing.
+    #[inline]
     pub(crate) fn new(snapshot: Pinned, slot: u32, ctx: &'c Context) -> Option<Self> {
         Decided::new(snapshot, slot, ctx).map(|inner| Peek { inner })
     }

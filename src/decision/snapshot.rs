@@ -27,7 +27,7 @@ use arc_swap::ArcSwap;
 use crate::decision::experiment::CompiledExperiment;
 use crate::decision::flag::CompiledFlag;
 use crate::decision::index::{Chunks, SharedMap, SortedList};
-use crate::hashing::{FastMap, Seeded};
+use crate::hashing::{FastMap, Seeded, key_eq};
 use crate::model::config::{Configuration, Layer};
 use crate::model::experiment::Experiment;
 use crate::model::lifecycle::Status;
@@ -136,7 +136,8 @@ impl SnapshotCell {
         let snapshot = Pinned(Rc::new(self.current.load_full()));
         PINS.with(|pins| {
             let mut pins = pins.borrow_mut();
-            // Release what no lab publishes any more (replaced, or its lab dropped).
+            // Release what no lab publishes any more (replaced, or its lab dropped), and this
+            // lab's older pin.
             pins.retain(|p| p.key != self.key && Arc::strong_count(&p.snapshot.0) > 1);
             if pins.len() >= PINNED_PER_THREAD {
                 pins.remove(0);
@@ -338,8 +339,8 @@ impl Snapshot {
 
     fn put_experiment(&mut self, c: Arc<CompiledExperiment>) {
         let id = c.experiment().id().as_str();
-        let h = self.keys.hash_first(id);
-        if let Some(&(_, slot)) = self.experiment_slots.get(h, |e| &*e.0 == id) {
+        let h = self.keys.hash_key(id);
+        if let Some(&(_, slot)) = self.experiment_slots.get(h, |e| key_eq(&e.0, id)) {
             self.experiments.set(slot, Some(c));
             return;
         }
@@ -348,13 +349,13 @@ impl Snapshot {
             None => self.experiment_slots.len() as u32,
         };
         self.experiment_slots
-            .insert(h, (id.into(), slot), |e| &*e.0 == id);
+            .insert(h, (id.into(), slot), |e| key_eq(&e.0, id));
         self.experiments.set(slot, Some(c));
     }
 
     fn remove_experiment(&mut self, id: &str) {
-        let h = self.keys.hash_first(id);
-        if let Some((_, slot)) = self.experiment_slots.remove(h, |e| &*e.0 == id) {
+        let h = self.keys.hash_key(id);
+        if let Some((_, slot)) = self.experiment_slots.remove(h, |e| key_eq(&e.0, id)) {
             self.experiments.set(slot, None);
             self.free_experiments.push(slot);
         }
@@ -363,8 +364,10 @@ impl Snapshot {
     /// The slot of experiment `id`.
     #[inline]
     pub(crate) fn experiment_slot(&self, id: &str) -> Option<u32> {
-        let h = self.keys.hash_first(id);
-        self.experiment_slots.get(h, |e| &*e.0 == id).map(|e| e.1)
+        let h = self.keys.hash_key(id);
+        self.experiment_slots
+            .get(h, |e| key_eq(&e.0, id))
+            .map(|e| e.1)
     }
 
     /// The experiment in `slot`.
@@ -454,15 +457,15 @@ impl FlagIndex {
 
     #[inline]
     fn entry(&self, project: &str, key: &str) -> Option<&Arc<KeyEntry>> {
-        let h = self.keys.hash_pair(project, key);
+        let h = self.keys.hash_key_pair(project, key);
         self.by_key
-            .get(h, |e| &*e.key == key && &*e.project == project)
+            .get(h, |e| key_eq(&e.key, key) && key_eq(&e.project, project))
     }
 
     /// Replaces the entry of (project, key) with `entry` (gone when it has no flag left).
     fn set_entry(&mut self, project: &str, key: &str, entry: KeyEntry) {
-        let h = self.keys.hash_pair(project, key);
-        let is = |e: &Arc<KeyEntry>| &*e.key == key && &*e.project == project;
+        let h = self.keys.hash_key_pair(project, key);
+        let is = |e: &Arc<KeyEntry>| key_eq(&e.key, key) && key_eq(&e.project, project);
         if entry.is_empty() {
             self.by_key.remove(h, is);
             if let Some(list) = self.by_project.get_mut(project) {
@@ -484,8 +487,8 @@ impl FlagIndex {
     /// Adds or replaces a compiled flag.
     fn put(&mut self, flag: CompiledFlag) {
         let id = flag.flag.id.as_str();
-        let h = self.keys.hash_first(id);
-        let slot = match self.slots.get(h, |e| &*e.0 == id) {
+        let h = self.keys.hash_key(id);
+        let slot = match self.slots.get(h, |e| key_eq(&e.0, id)) {
             Some(&(_, slot)) => {
                 self.unindex(slot);
                 slot
@@ -495,7 +498,8 @@ impl FlagIndex {
                     Some(slot) => slot,
                     None => self.slots.len() as u32,
                 };
-                self.slots.insert(h, (id.into(), slot), |e| &*e.0 == id);
+                self.slots
+                    .insert(h, (id.into(), slot), |e| key_eq(&e.0, id));
                 slot
             }
         };
@@ -525,8 +529,8 @@ impl FlagIndex {
 
     /// Removes the flag `id`.
     fn remove(&mut self, id: &str) {
-        let h = self.keys.hash_first(id);
-        if let Some((_, slot)) = self.slots.remove(h, |e| &*e.0 == id) {
+        let h = self.keys.hash_key(id);
+        if let Some((_, slot)) = self.slots.remove(h, |e| key_eq(&e.0, id)) {
             self.unindex(slot);
             self.flags.set(slot, None);
             self.free.push(slot);
@@ -571,3 +575,38 @@ impl<'a, I: Iterator<Item = (&'a str, &'a Arc<KeyEntry>)>> Iterator for Entries<
 }
 
 impl<'a, I: Iterator<Item = (&'a str, &'a Arc<KeyEntry>)>> ExactSizeIterator for Entries<I> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pin_is_reused_until_the_snapshot_changes_and_old_pins_stay_valid() {
+        let cell = SnapshotCell::default();
+        let a = cell.pin();
+        let b = cell.pin();
+        assert!(Rc::ptr_eq(&a.0, &b.0), "the second pin is the cached one");
+        cell.store(Snapshot::default());
+        let c = cell.pin();
+        assert!(!Rc::ptr_eq(&a.0, &c.0), "a store is seen by the next pin");
+        assert!(Rc::ptr_eq(&c.0, &cell.pin().0));
+        // The old pin still holds its snapshot.
+        assert_eq!(a.experiment_count(), 0);
+        // Many labs on one thread: each keeps working; the cache holds at most a few.
+        let cells: Vec<SnapshotCell> = (0..10).map(|_| SnapshotCell::default()).collect();
+        for cell in &cells {
+            let p = cell.pin();
+            assert!(Rc::ptr_eq(&p.0, &cell.pin().0));
+        }
+        PINS.with(|pins| assert!(pins.borrow().len() <= PINNED_PER_THREAD));
+        // A dropped cell's snapshot is released at the next miss.
+        let dropped = SnapshotCell::default();
+        let weak = {
+            let p = dropped.pin();
+            Arc::downgrade(&p.0)
+        };
+        drop(dropped);
+        SnapshotCell::default().pin();
+        assert!(weak.upgrade().is_none(), "released");
+    }
+}
