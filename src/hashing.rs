@@ -55,8 +55,12 @@ fn word(w: &[u8]) -> u64 {
 #[inline]
 pub(crate) fn key_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
+    let len = a.len();
+    if len != b.len() {
         return false;
+    }
+    if len < 8 {
+        return short_word(a) == short_word(b);
     }
     let (mut wa, mut wb) = (a.chunks_exact(8), b.chunks_exact(8));
     for (x, y) in (&mut wa).zip(&mut wb) {
@@ -64,7 +68,21 @@ pub(crate) fn key_eq(a: &str, b: &str) -> bool {
             return false;
         }
     }
-    wa.remainder() == wb.remainder()
+    // The last 8 bytes (overlapping words already compared): one load each, no call.
+    match (a.get(len - 8..), b.get(len - 8..)) {
+        (Some(x), Some(y)) => word(x) == word(y),
+        _ => false,
+    }
+}
+
+/// Up to 7 bytes as a little-endian word, in registers.
+#[inline]
+fn short_word(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .take(8)
+        .enumerate()
+        .fold(0, |w, (i, &b)| w | (u64::from(b) << (8 * i)))
 }
 
 const K1: u64 = 0xa076_1d64_78bd_642f;
@@ -94,10 +112,7 @@ impl Seeded {
             // load, no byte buffer to forward from); byte by byte in registers otherwise.
             let tail = match bytes.get(len.saturating_sub(8)..) {
                 Some(last) if len >= 8 => word(last),
-                _ => rest
-                    .iter()
-                    .enumerate()
-                    .fold(0, |w, (i, &b)| w | (u64::from(b) << (8 * i))),
+                _ => short_word(rest),
             };
             h = mum(h ^ tail, K3);
         }

@@ -238,11 +238,8 @@ impl Lab {
     /// [`Error::NotFound`] for an unknown experiment.
     #[inline]
     pub fn assign<'c>(&self, id: &str, ctx: &'c Context) -> Result<Decision<'c>> {
-        let snapshot = self.control.snapshot.pin();
-        let slot = snapshot
-            .experiment_slot(id)
-            .ok_or_else(|| Error::not_found("experiment", id))?;
-        Decision::new(snapshot, slot, ctx).ok_or_else(|| Error::not_found("experiment", id))
+        Decision::new(self.control.snapshot.pin(), id, ctx)
+            .ok_or_else(|| Error::not_found("experiment", id))
     }
 
     /// Decides like [`Lab::assign`] but implies no exposure: for previews and QA tools.
@@ -251,11 +248,8 @@ impl Lab {
     ///
     /// [`Error::NotFound`] for an unknown experiment.
     pub fn peek<'c>(&self, id: &str, ctx: &'c Context) -> Result<Peek<'c>> {
-        let snapshot = self.control.snapshot.pin();
-        let slot = snapshot
-            .experiment_slot(id)
-            .ok_or_else(|| Error::not_found("experiment", id))?;
-        Peek::new(snapshot, slot, ctx).ok_or_else(|| Error::not_found("experiment", id))
+        Peek::new(self.control.snapshot.pin(), id, ctx)
+            .ok_or_else(|| Error::not_found("experiment", id))
     }
 
     /// Decides and records in one call: assigns `ctx`'s unit in experiment `id`, records the

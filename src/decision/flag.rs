@@ -29,9 +29,11 @@ use crate::allocation::{LayerHasher, Traffic};
 use crate::decision::context::Context;
 use crate::decision::experiment::{CompiledExperiment, Exposure, Reason};
 use crate::decision::snapshot::{Pinned, Snapshot};
+use crate::hashing::key_eq;
 use crate::model::flag::Flag;
 use crate::model::ids::VariantKey;
 use crate::targeting::SavedGroups;
+use crate::targeting::short::pack;
 
 /// OpenFeature-style error codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -48,6 +50,53 @@ pub enum ErrorCode {
     ParseError,
 }
 
+/// An environment name as flags compare it: packed into an integer when it is short (most are:
+/// `production`, `staging`), so matching one is an integer comparison with no load of the
+/// name's bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum EnvName {
+    /// At most 15 bytes, packed.
+    Packed(u128),
+    /// Longer.
+    Long(Box<str>),
+}
+
+impl EnvName {
+    pub(crate) fn new(name: &str) -> EnvName {
+        match pack(name) {
+            Some(p) => EnvName::Packed(p),
+            None => EnvName::Long(name.into()),
+        }
+    }
+
+    /// Whether this is `query`.
+    #[inline]
+    pub(crate) fn is(&self, query: &Env<'_>) -> bool {
+        match (self, query.packed) {
+            (EnvName::Packed(a), Some(b)) => *a == b,
+            (EnvName::Long(a), None) => key_eq(a, query.name),
+            _ => false,
+        }
+    }
+}
+
+/// The environment a request asks for, packed once per request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Env<'a> {
+    name: &'a str,
+    packed: Option<u128>,
+}
+
+impl<'a> Env<'a> {
+    #[inline]
+    pub(crate) fn new(name: &'a str) -> Env<'a> {
+        Env {
+            name,
+            packed: pack(name),
+        }
+    }
+}
+
 struct CompiledRule {
     id: String,
     condition: crate::targeting::Condition,
@@ -61,7 +110,7 @@ pub(crate) struct CompiledFlag {
     pub(crate) flag: Flag,
     rules: Vec<CompiledRule>,
     /// Running experiments attached to it: (environment, experiment).
-    experiments: Vec<(Option<Box<str>>, Arc<CompiledExperiment>)>,
+    experiments: Vec<(Option<EnvName>, Arc<CompiledExperiment>)>,
 }
 
 impl std::fmt::Debug for CompiledFlag {
@@ -96,7 +145,7 @@ impl CompiledFlag {
         experiments.sort_by(|a, b| a.experiment().id().cmp(b.experiment().id()));
         let experiments = experiments
             .into_iter()
-            .map(|c| (c.experiment().environment().map(Box::from), c))
+            .map(|c| (c.experiment().environment().map(EnvName::new), c))
             .collect();
         CompiledFlag {
             flag,
@@ -107,10 +156,10 @@ impl CompiledFlag {
 
     /// Evaluates this flag in `environment` for `ctx`.
     #[inline]
-    pub(crate) fn evaluate(&self, environment: &str, ctx: &Context) -> Outcome {
+    pub(crate) fn evaluate(&self, environment: &Env<'_>, ctx: &Context) -> Outcome {
         let mut key_missing = false;
         for (i, (env, x)) in self.experiments.iter().enumerate() {
-            if env.as_deref().is_some_and(|e| e != environment) {
+            if env.as_ref().is_some_and(|e| !e.is(environment)) {
                 continue;
             }
             let a = x.assign(ctx);
@@ -250,14 +299,17 @@ impl<'c> Evaluation<'c> {
         key: &str,
         ctx: &'c Context,
     ) -> Evaluation<'c> {
-        let flag = snapshot.flags.find(project, environment, key);
-        let outcome = match flag.and_then(|i| snapshot.flags.get(i)) {
-            Some(f) => f.evaluate(environment, ctx),
-            None => Outcome {
-                source: Source::None,
-                reason: Reason::Error,
-                error: Some(ErrorCode::FlagNotFound),
-            },
+        let environment = Env::new(environment);
+        let (flag, outcome) = match snapshot.flags.find(project, &environment, key) {
+            Some((slot, f)) => (Some(slot), f.evaluate(&environment, ctx)),
+            None => (
+                None,
+                Outcome {
+                    source: Source::None,
+                    reason: Reason::Error,
+                    error: Some(ErrorCode::FlagNotFound),
+                },
+            ),
         };
         Evaluation {
             snapshot,
@@ -396,13 +448,11 @@ fn evaluate_project(
     let Some(entries) = snapshot.flags.project(project) else {
         return Vec::new();
     };
+    let environment = Env::new(environment);
     let mut results = Vec::with_capacity(entries.len());
     for entry in entries {
-        let Some(i) = entry.for_env(environment) else {
-            continue;
-        };
-        if let Some(f) = snapshot.flags.get(i) {
-            results.push((i, f.evaluate(environment, ctx).source));
+        if let Some((slot, f)) = entry.for_env(&environment) {
+            results.push((slot, f.evaluate(&environment, ctx).source));
         }
     }
     results

@@ -52,13 +52,17 @@ struct Decided<'c> {
 
 impl<'c> Decided<'c> {
     #[inline]
-    fn new(snapshot: Pinned, slot: u32, ctx: &'c Context) -> Option<Decided<'c>> {
-        let a = snapshot.experiment_at(slot)?.assign(ctx);
-        let (variant, reason, sticky) = (
-            a.variant_index(),
-            a.reason(),
-            a.sticky_assignment().is_some(),
-        );
+    fn new(snapshot: Pinned, id: &str, ctx: &'c Context) -> Option<Decided<'c>> {
+        let (slot, variant, reason, sticky) = {
+            let (slot, c) = snapshot.experiment_entry(id)?;
+            let a = c.assign(ctx);
+            (
+                slot,
+                a.variant_index(),
+                a.reason(),
+                a.sticky_assignment().is_some(),
+            )
+        };
         Some(Decided {
             snapshot,
             slot,
@@ -128,10 +132,10 @@ macro_rules! decided_accessors {
 }
 
 impl<'c> Decision<'c> {
-    /// Decides on the experiment in `slot` of `snapshot`.
+    /// Decides on experiment `id` of `snapshot` (`None`: no such experiment).
     #[inline]
-    pub(crate) fn new(snapshot: Pinned, slot: u32, ctx: &'c Context) -> Option<Self> {
-        Decided::new(snapshot, slot, ctx).map(|inner| Decision { inner })
+    pub(crate) fn new(snapshot: Pinned, id: &str, ctx: &'c Context) -> Option<Self> {
+        Decided::new(snapshot, id, ctx).map(|inner| Decision { inner })
     }
 
     decided_accessors!();
@@ -163,10 +167,10 @@ impl<'c> Decision<'c> {
 }
 
 impl<'c> Peek<'c> {
-    /// Decides on the experiment in `slot` of `snapshot`, implying nothing.
+    /// Decides on experiment `id` of `snapshot`, implying nothing.
     #[inline]
-    pub(crate) fn new(snapshot: Pinned, slot: u32, ctx: &'c Context) -> Option<Self> {
-        Decided::new(snapshot, slot, ctx).map(|inner| Peek { inner })
+    pub(crate) fn new(snapshot: Pinned, id: &str, ctx: &'c Context) -> Option<Self> {
+        Decided::new(snapshot, id, ctx).map(|inner| Peek { inner })
     }
 
     decided_accessors!();

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::decision::experiment::CompiledExperiment;
-use crate::decision::flag::CompiledFlag;
+use crate::decision::flag::{CompiledFlag, Env, EnvName};
 use crate::decision::index::{Chunks, SharedMap, SortedList};
 use crate::hashing::{FastMap, Seeded, key_eq};
 use crate::model::config::{Configuration, Layer};
@@ -175,7 +175,8 @@ pub(crate) enum Change<'a> {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Snapshot {
     experiments: Chunks<Arc<CompiledExperiment>>,
-    experiment_slots: SharedMap<(Box<str>, u32)>,
+    /// id → (slot, experiment): the experiment itself, so a lookup by id needs no second hop.
+    experiment_slots: SharedMap<(u32, Arc<CompiledExperiment>)>,
     free_experiments: Vec<u32>,
     keys: Seeded,
     pub(crate) flags: FlagIndex,
@@ -338,36 +339,38 @@ impl Snapshot {
     }
 
     fn put_experiment(&mut self, c: Arc<CompiledExperiment>) {
-        let id = c.experiment().id().as_str();
-        let h = self.keys.hash_key(id);
-        if let Some(&(_, slot)) = self.experiment_slots.get(h, |e| key_eq(&e.0, id)) {
-            self.experiments.set(slot, Some(c));
-            return;
-        }
-        let slot = match self.free_experiments.pop() {
-            Some(slot) => slot,
-            None => self.experiment_slots.len() as u32,
+        let id = c.experiment().id().as_str().to_owned();
+        let h = self.keys.hash_key(&id);
+        let is = |e: &(u32, Arc<CompiledExperiment>)| key_eq(e.1.experiment().id().as_str(), &id);
+        let slot = match self.experiment_slots.get(h, is) {
+            Some(&(slot, _)) => slot,
+            None => match self.free_experiments.pop() {
+                Some(slot) => slot,
+                None => self.experiment_slots.len() as u32,
+            },
         };
-        self.experiment_slots
-            .insert(h, (id.into(), slot), |e| key_eq(&e.0, id));
+        self.experiment_slots.insert(h, (slot, Arc::clone(&c)), is);
         self.experiments.set(slot, Some(c));
     }
 
     fn remove_experiment(&mut self, id: &str) {
         let h = self.keys.hash_key(id);
-        if let Some((_, slot)) = self.experiment_slots.remove(h, |e| key_eq(&e.0, id)) {
+        if let Some((slot, _)) = self
+            .experiment_slots
+            .remove(h, |e| key_eq(e.1.experiment().id().as_str(), id))
+        {
             self.experiments.set(slot, None);
             self.free_experiments.push(slot);
         }
     }
 
-    /// The slot of experiment `id`.
+    /// The slot of experiment `id`, and the experiment.
     #[inline]
-    pub(crate) fn experiment_slot(&self, id: &str) -> Option<u32> {
+    pub(crate) fn experiment_entry(&self, id: &str) -> Option<(u32, &CompiledExperiment)> {
         let h = self.keys.hash_key(id);
         self.experiment_slots
-            .get(h, |e| key_eq(&e.0, id))
-            .map(|e| e.1)
+            .get(h, |e| key_eq(e.1.experiment().id().as_str(), id))
+            .map(|e| (e.0, &*e.1))
     }
 
     /// The experiment in `slot`.
@@ -378,7 +381,10 @@ impl Snapshot {
 
     /// Experiment `id`.
     pub(crate) fn experiment(&self, id: &str) -> Option<&Arc<CompiledExperiment>> {
-        self.experiments.get(self.experiment_slot(id)?)
+        let h = self.keys.hash_key(id);
+        self.experiment_slots
+            .get(h, |e| key_eq(e.1.experiment().id().as_str(), id))
+            .map(|e| &e.1)
     }
 
     /// How many experiments.
@@ -387,28 +393,34 @@ impl Snapshot {
     }
 }
 
+/// A flag served by a key entry: its slot and the flag.
+type Served = (u32, Arc<CompiledFlag>);
+
 /// The flags of one key in one project: the one for every environment and the
 /// environment-specific ones (slots of [`FlagIndex`]).
 #[derive(Clone, Debug)]
 pub(crate) struct KeyEntry {
     project: Box<str>,
     key: Box<str>,
-    any: Option<u32>,
-    per_env: Vec<(Box<str>, u32)>,
+    /// The flag for every environment: its slot, and the flag (no second hop to serve it).
+    any: Option<Served>,
+    per_env: Vec<(EnvName, Served)>,
 }
 
 impl KeyEntry {
     /// The flag served in `environment`: its own, else the one for every environment.
     #[inline]
-    pub(crate) fn for_env(&self, environment: &str) -> Option<u32> {
-        if self.per_env.is_empty() {
-            return self.any;
-        }
-        self.per_env
-            .iter()
-            .find(|(e, _)| &**e == environment)
-            .map(|(_, i)| *i)
-            .or(self.any)
+    pub(crate) fn for_env(&self, environment: &Env<'_>) -> Option<(u32, &CompiledFlag)> {
+        let served = if self.per_env.is_empty() {
+            self.any.as_ref()
+        } else {
+            self.per_env
+                .iter()
+                .find(|(e, _)| e.is(environment))
+                .map(|(_, s)| s)
+                .or(self.any.as_ref())
+        };
+        served.map(|(slot, f)| (*slot, &**f))
     }
 
     fn is_empty(&self) -> bool {
@@ -433,7 +445,12 @@ pub(crate) struct FlagIndex {
 impl FlagIndex {
     /// The slot of the flag served for `key` of `project` in `environment`.
     #[inline]
-    pub(crate) fn find(&self, project: &str, environment: &str, key: &str) -> Option<u32> {
+    pub(crate) fn find(
+        &self,
+        project: &str,
+        environment: &Env<'_>,
+        key: &str,
+    ) -> Option<(u32, &CompiledFlag)> {
         self.entry(project, key)?.for_env(environment)
     }
 
@@ -516,15 +533,17 @@ impl FlagIndex {
             },
             |e| (**e).clone(),
         );
+        let flag = Arc::new(flag);
         match flag.flag.environment.as_deref() {
-            None => entry.any = Some(slot),
+            None => entry.any = Some((slot, Arc::clone(&flag))),
             Some(env) => {
-                entry.per_env.retain(|(e, _)| &**e != env);
-                entry.per_env.push((env.into(), slot));
+                let env = EnvName::new(env);
+                entry.per_env.retain(|(e, _)| *e != env);
+                entry.per_env.push((env, (slot, Arc::clone(&flag))));
             }
         }
         self.set_entry(&project, &key, entry);
-        self.flags.set(slot, Some(Arc::new(flag)));
+        self.flags.set(slot, Some(flag));
     }
 
     /// Removes the flag `id`.
@@ -546,10 +565,10 @@ impl FlagIndex {
         let Some(mut entry) = self.entry(project, key).map(|e| (**e).clone()) else {
             return;
         };
-        if entry.any == Some(slot) {
+        if entry.any.as_ref().is_some_and(|(s, _)| *s == slot) {
             entry.any = None;
         }
-        entry.per_env.retain(|(_, s)| *s != slot);
+        entry.per_env.retain(|(_, (s, _))| *s != slot);
         self.set_entry(project, key, entry);
     }
 }

@@ -72,7 +72,7 @@ mod js;
 mod jsregex;
 mod parse;
 mod plan;
-mod short;
+pub(crate) mod short;
 mod version;
 
 use std::fmt;
