@@ -19,7 +19,7 @@ pub(crate) const SHARDS: usize = 256;
 /// Slot-indexed values in shared chunks.
 #[derive(Debug)]
 pub(crate) struct Chunks<T> {
-    chunks: Vec<Arc<Vec<Option<T>>>>,
+    chunks: Vec<Arc<[Option<T>]>>,
 }
 
 impl<T> Default for Chunks<T> {
@@ -48,7 +48,7 @@ impl<T: Clone> Chunks<T> {
     pub(crate) fn set(&mut self, slot: u32, value: Option<T>) {
         let slot = slot as usize;
         while self.chunks.len() <= slot / CHUNK {
-            self.chunks.push(Arc::new(vec![None; CHUNK]));
+            self.chunks.push(vec![None; CHUNK].into());
         }
         if let Some(chunk) = self.chunks.get_mut(slot / CHUNK)
             && let Some(cell) = Arc::make_mut(chunk).get_mut(slot % CHUNK)

@@ -54,17 +54,21 @@ pub(crate) const PINNED_PER_THREAD: usize = 4;
 /// A snapshot pinned by a reader: keeps it alive while a decision refers to it. Not `Send`:
 /// its reference count is the thread's own.
 // The inner `Arc` is the lab's (shared between threads); the `Rc` is this thread's own count
-// of it, which is the point: clones of a pin touch no shared cache line.
-#[allow(clippy::redundant_allocation)]
+// of it, which is the point: clones of a pin touch no shared cache line. The count lives in a
+// box aligned to two cache lines so that two threads' pins never share one (false sharing
+// would make every clone a cross-core transfer).
 #[derive(Clone)]
-pub(crate) struct Pinned(Rc<Arc<Snapshot>>);
+pub(crate) struct Pinned(Rc<PinBox>);
+
+#[repr(align(128))]
+struct PinBox(Arc<Snapshot>);
 
 impl std::ops::Deref for Pinned {
     type Target = Snapshot;
 
     #[inline]
     fn deref(&self) -> &Snapshot {
-        &self.0
+        &self.0.0
     }
 }
 
@@ -133,12 +137,12 @@ impl SnapshotCell {
 
     #[cold]
     fn pin_slow(&self, generation: u64) -> Pinned {
-        let snapshot = Pinned(Rc::new(self.current.load_full()));
+        let snapshot = Pinned(Rc::new(PinBox(self.current.load_full())));
         PINS.with(|pins| {
             let mut pins = pins.borrow_mut();
             // Release what no lab publishes any more (replaced, or its lab dropped), and this
             // lab's older pin.
-            pins.retain(|p| p.key != self.key && Arc::strong_count(&p.snapshot.0) > 1);
+            pins.retain(|p| p.key != self.key && Arc::strong_count(&p.snapshot.0.0) > 1);
             if pins.len() >= PINNED_PER_THREAD {
                 pins.remove(0);
             }
@@ -622,7 +626,7 @@ mod tests {
         let dropped = SnapshotCell::default();
         let weak = {
             let p = dropped.pin();
-            Arc::downgrade(&p.0)
+            Arc::downgrade(&p.0.0)
         };
         drop(dropped);
         SnapshotCell::default().pin();
