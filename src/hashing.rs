@@ -101,22 +101,29 @@ impl Seeded {
     pub(crate) fn hash_key(&self, key: &str) -> u64 {
         let bytes = key.as_bytes();
         let len = bytes.len();
-        let mut h = self.0 ^ (len as u64).wrapping_mul(K1);
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            h = mum(h ^ word(w), K2);
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            // The last 8 bytes, overlapping the words already mixed when there are enough (one
-            // load, no byte buffer to forward from); byte by byte in registers otherwise.
-            let tail = match bytes.get(len.saturating_sub(8)..) {
-                Some(last) if len >= 8 => word(last),
-                _ => short_word(rest),
-            };
-            h = mum(h ^ tail, K3);
-        }
-        mum(h ^ K1, K2 ^ self.0)
+        let tail = |n: usize| bytes.get(len.saturating_sub(n)..).unwrap_or_default();
+        let mut seed = self.0;
+        // Two words per multiply (the wyhash layout): the chain is half as long as one word per
+        // multiply, which is what a hash of a 20–40-byte id waits on.
+        let (a, b) = if len <= 16 {
+            if len >= 8 {
+                (word(bytes), word(tail(8)))
+            } else {
+                (short_word(bytes), 0)
+            }
+        } else {
+            let mut rest = bytes;
+            while rest.len() > 16 {
+                let (block, next) = rest.split_at(16);
+                seed = mum(
+                    word(block) ^ K1,
+                    word(block.get(8..).unwrap_or_default()) ^ seed,
+                );
+                rest = next;
+            }
+            (word(tail(16)), word(tail(8)))
+        };
+        mum(K2 ^ len as u64, mum(a ^ K3, b ^ seed))
     }
 
     /// [`Seeded::hash_key`] of a pair (project, key), kept apart by the first's length.
