@@ -162,10 +162,13 @@ impl Condition {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn parse(condition: &Value) -> Result<Self, ConditionError> {
+        // Before the clone: cloning (like parsing) recurses.
+        parse::check_nesting(condition)?;
         Self::parse_owned(condition.clone())
     }
 
     fn parse_owned(source: Value) -> Result<Self, ConditionError> {
+        parse::check_nesting(&source)?;
         let (root, out) = parse::parse_condition(&source)?;
         Ok(Self {
             inner: Arc::new(Inner::new(source, root, out.groups.into_boxed_slice())),
@@ -440,6 +443,56 @@ impl<'de> Deserialize<'de> for Condition {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let source = Value::deserialize(deserializer)?;
         Self::parse_owned(source).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod deep_tests {
+    use super::*;
+
+    /// `{"$not": {"$not": … {}}}`, `n` deep, built without recursion.
+    fn nested_not(n: usize) -> Value {
+        let mut v = Value::Object(serde_json::Map::new());
+        for _ in 0..n {
+            let mut m = serde_json::Map::new();
+            m.insert("$not".into(), v);
+            v = Value::Object(m);
+        }
+        v
+    }
+
+    #[test]
+    fn deep_conditions_are_errors_not_stack_overflows() {
+        // On a 2 MiB stack (a common thread default), as the hostile test did.
+        let handle = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let deep = nested_not(10_000);
+                let err = Condition::parse(&deep).map(|_| ()).unwrap_err();
+                // The value is leaked: dropping 10 000 levels recurses in serde_json itself.
+                std::mem::forget(deep);
+                err
+            })
+            .expect("thread");
+        let err = handle.join().expect("no stack overflow");
+        assert!(
+            matches!(err, ConditionError::TooDeep { limit: 64, .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().starts_with("condition at /$not/$not"),
+            "{err}"
+        );
+        // At the limit it still parses; one level more is refused with the same error.
+        assert!(Condition::parse(&nested_not(parse::MAX_DEPTH)).is_ok());
+        assert!(matches!(
+            Condition::parse(&nested_not(parse::MAX_DEPTH + 2)),
+            Err(ConditionError::TooDeep { .. })
+        ));
+        // Wide is fine: a 100 000-element `$in` parses.
+        let wide: Vec<Value> = (0..100_000).map(|i| Value::from(format!("u{i}"))).collect();
+        let cond = Condition::parse(&serde_json::json!({"id": {"$in": wide}})).expect("wide");
+        assert!(cond.matches(&serde_json::json!({"id": "u99999"})));
     }
 }
 

@@ -117,6 +117,61 @@ pub(crate) struct ParseOutput {
 }
 
 /// Parses a top-level condition.
+/// The deepest JSON nesting a valid condition can have: every condition level is at most an
+/// operator object inside a field object (or an element inside an array), so twice the
+/// condition depth, with room for an operand's own array.
+const MAX_JSON_NESTING: usize = 2 * MAX_DEPTH + 4;
+
+/// Refuses JSON nested deeper than any valid condition, walking it without recursion: run before
+/// anything recursive touches the value (cloning it included), so that 10 000 nested `$not`s are
+/// a [`ConditionError::TooDeep`], not a stack overflow.
+pub(crate) fn check_nesting(v: &Value) -> Result<(), ConditionError> {
+    enum Children<'a> {
+        Object(serde_json::map::Iter<'a>),
+        Array(std::iter::Enumerate<std::slice::Iter<'a, Value>>),
+    }
+    fn children(v: &Value) -> Option<Children<'_>> {
+        match v {
+            Value::Object(m) => Some(Children::Object(m.iter())),
+            Value::Array(a) => Some(Children::Array(a.iter().enumerate())),
+            _ => None,
+        }
+    }
+    let Some(root) = children(v) else {
+        return Ok(());
+    };
+    let mut stack: Vec<(String, Children<'_>)> = vec![(String::new(), root)];
+    while let Some((_, top)) = stack.last_mut() {
+        let next = match top {
+            Children::Object(it) => it
+                .next()
+                .map(|(k, v)| (k.replace('~', "~0").replace('/', "~1"), v)),
+            Children::Array(it) => it.next().map(|(i, v)| (i.to_string(), v)),
+        };
+        let Some((key, child)) = next else {
+            stack.pop();
+            continue;
+        };
+        if let Some(grandchildren) = children(child) {
+            if stack.len() >= MAX_JSON_NESTING {
+                let mut path: String = stack
+                    .iter()
+                    .skip(1)
+                    .flat_map(|(k, _)| ["/", k.as_str()])
+                    .collect();
+                path.push('/');
+                path.push_str(&key);
+                return Err(ConditionError::TooDeep {
+                    path,
+                    limit: MAX_DEPTH,
+                });
+            }
+            stack.push((key, grandchildren));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn parse_condition(v: &Value) -> Result<(CondNode, ParseOutput), ConditionError> {
     let mut out = ParseOutput::default();
     let node = parse_cond(v, &Ptr::ROOT, 0, &mut out)?;
