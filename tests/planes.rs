@@ -381,3 +381,55 @@ fn conversions_still_count_once_through_the_event_handle() {
     let r = lab.reports().compute_results(id).unwrap();
     assert_eq!(r.variants.iter().map(|v| v.conversions).sum::<u64>(), 1);
 }
+
+#[test]
+fn deleting_an_experiment_removes_its_sticky_assignments() {
+    // A reused id (sequential ids, a second process) must not inherit the old assignments.
+    let store: Arc<dyn abkit::storage::Storage> = Arc::new(abkit::storage::MemoryStorage::new());
+    let build = || {
+        Lab::builder()
+            .storage(Arc::clone(&store))
+            .id_generator(Arc::new(abkit::SequentialIdGenerator::default()))
+            .build()
+            .unwrap()
+    };
+    let lab = build();
+    let e = lab
+        .experiments()
+        .create(experiment(json!({"sticky": true})))
+        .unwrap();
+    let id = e.id().to_string();
+    lab.experiments().start(&id).unwrap();
+    for i in 0..50 {
+        lab.expose(&id, &Context::new(format!("u{i}"))).unwrap();
+    }
+    assert!(!lab.storage().sticky_assignments("u0").unwrap().is_empty());
+    lab.experiments().stop(&id, StopRequest::default()).unwrap();
+    lab.experiments().delete(&id).unwrap();
+    for i in 0..50 {
+        assert!(
+            lab.storage()
+                .sticky_assignments(&format!("u{i}"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+    // The same id again, with a 0% variant: nobody is served it through an old assignment.
+    let again = build()
+        .experiments()
+        .create(experiment(json!({"sticky": true, "variants": [
+            {"id": "a", "splitPercentage": 100}, {"id": "b", "splitPercentage": 0}
+        ]})))
+        .unwrap();
+    assert_eq!(again.id().as_str(), id);
+    let lab = build();
+    lab.experiments().start(&id).unwrap();
+    for i in 0..50 {
+        let unit = format!("u{i}");
+        let ctx = Context::new(unit.as_str())
+            .with_sticky_assignments(lab.storage().sticky_assignments(&unit).unwrap());
+        let d = lab.assign(&id, &ctx).unwrap();
+        assert_eq!(d.variant_key().map(|k| k.as_str()), Some("a"), "{unit}");
+        assert_ne!(d.reason(), Reason::Sticky);
+    }
+}

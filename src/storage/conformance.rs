@@ -407,9 +407,16 @@ fn events_excluded_and_purge(s: &dyn Storage) {
     );
     assert!(s.unit_state("e", "qa").unwrap().unwrap().excluded);
     s.apply_event(&ev("e", "u", None, 0, expose(0))).unwrap();
+    s.save_sticky_assignments("u", &[("e", "b"), ("other", "a")])
+        .unwrap();
     s.purge_events("e").unwrap();
     assert!(s.unit_state("e", "u").unwrap().is_none());
     assert_eq!(s.totals("e").unwrap().variant(0).participants, 0);
+    assert_eq!(
+        s.sticky_assignments("u").unwrap(),
+        vec![("other".to_owned(), "a".to_owned())],
+        "purging an experiment removes its sticky assignments, and only its"
+    );
 }
 
 fn events_concurrent_exact(s: Arc<dyn Storage>) {

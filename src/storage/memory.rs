@@ -425,6 +425,11 @@ impl Storage for MemoryStorage {
         for g in &mut guards {
             g.remove(key, experiment);
         }
+        drop(guards);
+        lock(&self.sticky).retain(|_, assignments| {
+            assignments.retain(|(e, _)| e != experiment);
+            !assignments.is_empty()
+        });
         Ok(())
     }
 

@@ -267,7 +267,8 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// The per-variant totals of `experiment` (empty when nothing was recorded).
     fn totals(&self, experiment: &str) -> Result<ExperimentTotals, StorageError>;
 
-    /// Removes every event, unit state and total of `experiment`.
+    /// Removes every event, unit state, total and sticky assignment of `experiment` (a
+    /// deleted experiment leaves nothing a later one with the same id could inherit).
     fn purge_events(&self, experiment: &str) -> Result<(), StorageError>;
 
     /// The sticky assignments of `unit`: (experiment id, variant id) pairs.

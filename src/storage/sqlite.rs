@@ -885,6 +885,7 @@ impl Storage for SqliteStorage {
              (SELECT id FROM abkit_units WHERE experiment = ?1)",
             "DELETE FROM abkit_units WHERE experiment = ?1",
             "DELETE FROM abkit_totals WHERE experiment = ?1",
+            "DELETE FROM abkit_sticky WHERE experiment = ?1",
         ] {
             tx.prepare_cached(sql)
                 .map_err(map_err)?
