@@ -433,3 +433,141 @@ fn deleting_an_experiment_removes_its_sticky_assignments() {
         assert_ne!(d.reason(), Reason::Sticky);
     }
 }
+
+/// A store that fails the next `purge_events` or `delete_record` once, when asked to.
+#[derive(Debug, Default)]
+struct Flaky {
+    inner: abkit::storage::MemoryStorage,
+    fail_purge: std::sync::atomic::AtomicBool,
+    fail_delete: std::sync::atomic::AtomicBool,
+}
+
+impl abkit::storage::Storage for Flaky {
+    fn get_record(
+        &self,
+        kind: abkit::storage::RecordKind,
+        id: &str,
+    ) -> Result<Option<abkit::storage::Record>, abkit::storage::StorageError> {
+        self.inner.get_record(kind, id)
+    }
+    fn list_records(
+        &self,
+        kind: abkit::storage::RecordKind,
+    ) -> Result<Vec<abkit::storage::Record>, abkit::storage::StorageError> {
+        self.inner.list_records(kind)
+    }
+    fn put_record(
+        &self,
+        write: abkit::storage::RecordWrite<'_>,
+        expected: Option<u64>,
+    ) -> Result<u64, abkit::storage::StorageError> {
+        self.inner.put_record(write, expected)
+    }
+    fn delete_record(
+        &self,
+        kind: abkit::storage::RecordKind,
+        id: &str,
+        expected: u64,
+    ) -> Result<(), abkit::storage::StorageError> {
+        if self
+            .fail_delete
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(abkit::storage::StorageError::Backend("injected".into()));
+        }
+        self.inner.delete_record(kind, id, expected)
+    }
+    fn apply_events(
+        &self,
+        events: &[abkit::storage::UnitEvent<'_>],
+    ) -> Result<Vec<abkit::storage::EventOutcome>, abkit::storage::StorageError> {
+        self.inner.apply_events(events)
+    }
+    fn unit_state(
+        &self,
+        experiment: &str,
+        unit: &str,
+    ) -> Result<Option<abkit::storage::UnitState>, abkit::storage::StorageError> {
+        self.inner.unit_state(experiment, unit)
+    }
+    fn totals(
+        &self,
+        experiment: &str,
+    ) -> Result<abkit::storage::ExperimentTotals, abkit::storage::StorageError> {
+        self.inner.totals(experiment)
+    }
+    fn purge_events(&self, experiment: &str) -> Result<(), abkit::storage::StorageError> {
+        if self
+            .fail_purge
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(abkit::storage::StorageError::Backend("injected".into()));
+        }
+        self.inner.purge_events(experiment)
+    }
+    fn sticky_assignments(
+        &self,
+        unit: &str,
+    ) -> Result<Vec<(String, String)>, abkit::storage::StorageError> {
+        self.inner.sticky_assignments(unit)
+    }
+    fn save_sticky_assignments(
+        &self,
+        unit: &str,
+        assignments: &[(&str, &str)],
+    ) -> Result<(), abkit::storage::StorageError> {
+        self.inner.save_sticky_assignments(unit, assignments)
+    }
+}
+
+#[test]
+fn a_failed_delete_leaves_nothing_orphaned_and_a_retry_completes_it() {
+    use std::sync::atomic::Ordering;
+    let store = Arc::new(Flaky::default());
+    let lab = Lab::builder()
+        .storage(Arc::clone(&store) as Arc<dyn abkit::storage::Storage>)
+        .build()
+        .unwrap();
+    let setup = |lab: &Lab| {
+        let e = lab.experiments().create(experiment(json!({}))).unwrap();
+        let id = e.id().to_string();
+        lab.experiments().start(&id).unwrap();
+        lab.expose(&id, &Context::new("u1")).unwrap();
+        lab.experiments().stop(&id, StopRequest::default()).unwrap();
+        id
+    };
+    // The purge fails: the experiment and its events are still there, and a retry deletes both.
+    let id = setup(&lab);
+    store.fail_purge.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        lab.experiments().delete(&id),
+        Err(Error::Storage(_))
+    ));
+    assert!(lab.experiments().get(&id).is_ok());
+    assert!(lab.storage().unit_state(&id, "u1").unwrap().is_some());
+    lab.experiments().delete(&id).unwrap();
+    assert!(matches!(
+        lab.experiments().get(&id),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(lab.storage().unit_state(&id, "u1").unwrap().is_none());
+    // The record delete fails after the purge: the experiment stays (with no events), and a
+    // retry completes the delete instead of saying "not found".
+    let id = setup(&lab);
+    store.fail_delete.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        lab.experiments().delete(&id),
+        Err(Error::Storage(_))
+    ));
+    assert!(lab.experiments().get(&id).is_ok());
+    assert!(lab.storage().unit_state(&id, "u1").unwrap().is_none());
+    lab.experiments().delete(&id).unwrap();
+    assert!(matches!(
+        lab.experiments().get(&id),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(
+        lab.assign(&id, &Context::new("u1")).is_err(),
+        "gone from the snapshot too"
+    );
+}
