@@ -77,7 +77,7 @@ fn request_from_value(value: Value) -> Result<AnalysisRequest, StatsError> {
         Some(Value::Array(items)) => items
             .into_iter()
             .enumerate()
-            .map(|(i, v)| typed::<VariantInput>(v, &format!("variants[{i}]")))
+            .map(|(i, v)| variant_from_value(v, i))
             .collect::<Result<Vec<_>, _>>()?,
         Some(other) => {
             return Err(invalid(
@@ -104,8 +104,7 @@ fn request_from_value(value: Value) -> Result<AnalysisRequest, StatsError> {
     let confidence_level =
         optional_field(&mut top, "confidenceLevel")?.unwrap_or_else(default_level);
     let correction = optional_field(&mut top, "correction")?.unwrap_or_default();
-    let sequential =
-        optional_field::<Option<SequentialSettings>>(&mut top, "sequential")?.flatten();
+    let sequential = sequential_from_value(top.remove("sequential"))?;
     let srm_threshold = optional_field(&mut top, "srmThreshold")?.unwrap_or_else(default_srm);
     let insufficient_data = optional_field(&mut top, "insufficientData")?.unwrap_or_default();
     Ok(AnalysisRequest {
@@ -144,6 +143,106 @@ const DATA_FIELDS: [&str; 9] = [
     "covariateSumSquares",
     "covariateSumProducts",
 ];
+
+/// A count: a non-negative integer, also when written as an integral float (`1e1`, `10.0`).
+fn count_at(value: Option<&Value>, path: &str) -> Result<Option<u64>, StatsError> {
+    match value {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(u) = n.as_u64() {
+                return Ok(Some(u));
+            }
+            match n.as_f64() {
+                Some(x) if x < 0.0 => Err(invalid(path, format!("{n} is negative"))),
+                // 2^64 is the first integral float u64 cannot hold.
+                Some(x) if x.fract() == 0.0 && x < 18_446_744_073_709_551_616.0 => {
+                    Ok(Some(x as u64))
+                }
+                _ => Err(invalid(path, format!("{n} is not a non-negative integer"))),
+            }
+        }
+        Some(other) => Err(invalid(path, format!("expected an integer, got {other}"))),
+    }
+}
+
+/// A number field (JSON has no NaN or infinity: a string such as `"NaN"` is named as such).
+fn number_at(value: Option<&Value>, path: &str) -> Result<Option<f64>, StatsError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| invalid(path, format!("{n} is not a finite number"))),
+        Some(other) => Err(invalid(path, format!("expected a number, got {other}"))),
+    }
+}
+
+fn variant_from_value(value: Value, index: usize) -> Result<VariantInput, StatsError> {
+    let path = format!("variants[{index}]");
+    let Value::Object(obj) = value else {
+        return Err(invalid(path, "expected a json object"));
+    };
+    const FIELDS: [&str; 4] = ["id", "participants", "expectedShare", "control"];
+    if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(invalid(
+            format!("{path}.{unknown}"),
+            format!("unknown field, expected one of {}", FIELDS.join(", ")),
+        ));
+    }
+    let id = match obj.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(invalid(
+                format!("{path}.id"),
+                format!("expected a string, got {other}"),
+            ));
+        }
+        None => return Err(invalid(format!("{path}.id"), "missing field")),
+    };
+    let participants = count_at(obj.get("participants"), &format!("{path}.participants"))?
+        .ok_or_else(|| invalid(format!("{path}.participants"), "missing field"))?;
+    let expected_share =
+        number_at(obj.get("expectedShare"), &format!("{path}.expectedShare"))?.unwrap_or(1.0);
+    let control = match obj.get("control") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(invalid(
+                format!("{path}.control"),
+                format!("expected true or false, got {other}"),
+            ));
+        }
+    };
+    Ok(VariantInput {
+        id,
+        participants,
+        expected_share,
+        control,
+    })
+}
+
+fn sequential_from_value(value: Option<Value>) -> Result<Option<SequentialSettings>, StatsError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(obj)) => {
+            if let Some(unknown) = obj.keys().find(|k| k.as_str() != "tuningParameter") {
+                return Err(invalid(
+                    format!("sequential.{unknown}"),
+                    "unknown field, expected tuningParameter",
+                ));
+            }
+            let mut settings = SequentialSettings::default();
+            if let Some(n) = number_at(obj.get("tuningParameter"), "sequential.tuningParameter")? {
+                settings.tuning_parameter = n;
+            }
+            Ok(Some(settings))
+        }
+        Some(other) => Err(invalid(
+            "sequential",
+            format!("expected an object or null, got {other}"),
+        )),
+    }
+}
 
 fn metric_from_value(value: Value, index: usize) -> Result<MetricInput, StatsError> {
     let path = format!("metrics[{index}]");
@@ -218,36 +317,9 @@ fn stats_from_value(value: Value, path: &str) -> Result<SufficientStats, StatsEr
             format!("unknown field, expected one of {}", DATA_FIELDS.join(", ")),
         ));
     }
-    let number = |key: &str| -> Result<Option<f64>, StatsError> {
-        match obj.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(|| {
-                invalid(
-                    format!("{path}.{key}"),
-                    format!("{n} is not a finite number"),
-                )
-            }),
-            Some(other) => Err(invalid(
-                format!("{path}.{key}"),
-                format!("expected a number, got {other}"),
-            )),
-        }
-    };
-    let count = match obj.get("count") {
-        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
-            invalid(
-                format!("{path}.count"),
-                format!("{n} is not a non-negative integer"),
-            )
-        })?,
-        Some(other) => {
-            return Err(invalid(
-                format!("{path}.count"),
-                format!("expected an integer, got {other}"),
-            ));
-        }
-        None => return Err(invalid(format!("{path}.count"), "missing field")),
-    };
+    let number = |key: &str| number_at(obj.get(key), &format!("{path}.{key}"));
+    let count = count_at(obj.get("count"), &format!("{path}.count"))?
+        .ok_or_else(|| invalid(format!("{path}.count"), "missing field"))?;
     let sum = number("sum")?.ok_or_else(|| invalid(format!("{path}.sum"), "missing field"))?;
     Ok(SufficientStats {
         count,
@@ -292,7 +364,23 @@ mod tests {
         let cases = [
             (
                 r#"{"variants": [{"id": "a"}], "metrics": []}"#,
-                "variants[0]",
+                "variants[0].participants",
+            ),
+            (
+                r#"{"variants": [{"id": "a", "participants": -100}], "metrics": []}"#,
+                "variants[0].participants",
+            ),
+            (
+                r#"{"variants": [{"id": "a", "participants": 1, "expectedShare": "NaN"}], "metrics": []}"#,
+                "variants[0].expectedShare",
+            ),
+            (
+                r#"{"variants": [{"id": "a", "participants": 1, "shares": 1}], "metrics": []}"#,
+                "variants[0].shares",
+            ),
+            (
+                r#"{"variants": [], "metrics": [], "sequential": {"tuningParameter": "Infinity"}}"#,
+                "sequential.tuningParameter",
             ),
             (
                 r#"{"variants": [], "metrics": [{"name": "m", "kind": "x", "data": {}}]}"#,
@@ -323,6 +411,38 @@ mod tests {
             AnalysisRequest::from_json("{"),
             Err(StatsError::Json { .. })
         ));
+        // The reasons name the value.
+        let negative = AnalysisRequest::from_json(
+            r#"{"variants": [{"id": "a", "participants": -100}], "metrics": []}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            negative.to_string(),
+            "variants[0].participants: -100 is negative"
+        );
+        let nan = AnalysisRequest::from_json(
+            r#"{"variants": [{"id": "a", "participants": 1, "expectedShare": "NaN"}], "metrics": []}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            nan.to_string(),
+            "variants[0].expectedShare: expected a number, got \"NaN\""
+        );
+        // Integral floats are counts: 1e1 is 10; 10.5 is not a count.
+        let r = AnalysisRequest::from_json(
+            r#"{"variants": [{"id": "a", "participants": 1e1}], "metrics": [{"name": "m", "kind": "proportion", "data": {"a": {"count": 1e1, "sum": 2.0}}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.variants[0].participants, 10);
+        assert_eq!(r.metrics[0].data["a"].count, 10);
+        let half = AnalysisRequest::from_json(
+            r#"{"variants": [], "metrics": [{"name": "m", "kind": "mean", "data": {"a": {"count": 10.5, "sum": 1}}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            half.to_string(),
+            "metrics[0].data.a.count: 10.5 is not a non-negative integer"
+        );
     }
 }
 
