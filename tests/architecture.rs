@@ -61,25 +61,34 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// (importing module, imported module) → the first place it happens.
-fn edges() -> BTreeMap<(String, String), String> {
+/// Every source file under `src/`: (path relative to `src/`, text).
+fn sources() -> Vec<(String, String)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
+    files
+        .into_iter()
+        .map(|file| {
+            let rel = file
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            (rel, std::fs::read_to_string(&file).unwrap())
+        })
+        .collect()
+}
+
+/// (importing module, imported module) → the first place it happens.
+fn edges() -> BTreeMap<(String, String), String> {
     let mut out = BTreeMap::new();
-    for file in files {
-        let rel = file
-            .strip_prefix(&src)
-            .unwrap()
-            .to_string_lossy()
-            .replace('\\', "/");
+    for (rel, text) in sources() {
         let top = rel
             .split('/')
             .next()
             .unwrap()
             .trim_end_matches(".rs")
             .to_owned();
-        let text = std::fs::read_to_string(&file).unwrap();
         for (n, line) in text.lines().enumerate() {
             let code = line.trim_start();
             if code.starts_with("//") {
@@ -171,16 +180,7 @@ fn the_rules_have_no_cycle() {
 
 #[test]
 fn only_the_event_plane_applies_events_and_only_control_writes_records() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    for file in files {
-        let rel = file
-            .strip_prefix(&src)
-            .unwrap()
-            .to_string_lossy()
-            .replace('\\', "/");
-        let text = std::fs::read_to_string(&file).unwrap();
+    for (rel, text) in sources() {
         let code: Vec<&str> = text
             .lines()
             .filter(|l| !l.trim_start().starts_with("//"))

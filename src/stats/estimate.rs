@@ -39,14 +39,9 @@ pub(crate) struct Covariate {
     pub covariance: f64,
 }
 
-/// An arm with fewer units than its metric needs, in a request that asked for `null` figures
-/// then ([`super::InsufficientData::Null`]): its sums must still be finite, and every figure
-/// derived from it is undefined, as for an [`empty`] arm.
-pub(crate) fn insufficient(
-    s: &SufficientStats,
-    path: &dyn Fn() -> String,
-) -> Result<Arm, StatsError> {
-    let fields = [
+/// Every sum of an arm with its field name, for the checks of the undefined arms.
+fn named_sums(s: &SufficientStats) -> [(&'static str, Option<f64>); 8] {
+    [
         ("sum", Some(s.sum)),
         ("sumSquares", s.sum_squares),
         ("denominatorSum", s.denominator_sum),
@@ -55,13 +50,20 @@ pub(crate) fn insufficient(
         ("covariateSum", s.covariate_sum),
         ("covariateSumSquares", s.covariate_sum_squares),
         ("covariateSumProducts", s.covariate_sum_products),
-    ];
-    for (name, value) in fields {
-        if let Some(x) = value.filter(|x| !x.is_finite()) {
-            return Err(invalid(
-                format!("{}.{name}", path()),
-                format!("{x} is not a finite number"),
-            ));
+    ]
+}
+
+/// An arm every figure of which is undefined (NaN here, `null` in the report), after checking
+/// that no sum is `bad` (which `reason` then explains).
+fn undefined_arm(
+    s: &SufficientStats,
+    path: &dyn Fn() -> String,
+    bad: impl Fn(f64) -> bool,
+    reason: impl Fn(f64) -> String,
+) -> Result<Arm, StatsError> {
+    for (name, value) in named_sums(s) {
+        if let Some(x) = value.filter(|&x| bad(x)) {
+            return Err(invalid(format!("{}.{name}", path()), reason(x)));
         }
     }
     Ok(Arm {
@@ -74,35 +76,30 @@ pub(crate) fn insufficient(
     })
 }
 
+/// An arm with fewer units than its metric needs, in a request that asked for `null` figures
+/// then ([`super::InsufficientData::Null`]): its sums must still be finite, and every figure
+/// derived from it is undefined, as for an [`empty`] arm.
+pub(crate) fn insufficient(
+    s: &SufficientStats,
+    path: &dyn Fn() -> String,
+) -> Result<Arm, StatsError> {
+    undefined_arm(
+        s,
+        path,
+        |x| !x.is_finite(),
+        |x| format!("{x} is not a finite number"),
+    )
+}
+
 /// The arm of a 0% variant that has seen no unit (count 0): every figure derived from it is
 /// undefined (NaN here, `null` in the report). Its sums must be 0 as well.
 pub(crate) fn empty(s: &SufficientStats, path: &dyn Fn() -> String) -> Result<Arm, StatsError> {
-    let fields = [
-        ("sum", Some(s.sum)),
-        ("sumSquares", s.sum_squares),
-        ("denominatorSum", s.denominator_sum),
-        ("denominatorSumSquares", s.denominator_sum_squares),
-        ("sumProducts", s.sum_products),
-        ("covariateSum", s.covariate_sum),
-        ("covariateSumSquares", s.covariate_sum_squares),
-        ("covariateSumProducts", s.covariate_sum_products),
-    ];
-    for (name, value) in fields {
-        if let Some(x) = value.filter(|&x| x != 0.0) {
-            return Err(invalid(
-                format!("{}.{name}", path()),
-                format!("{x} is not 0, but count is 0"),
-            ));
-        }
-    }
-    Ok(Arm {
-        n: 0.0,
-        sum: 0.0,
-        m: f64::NAN,
-        v: f64::NAN,
-        sd: f64::NAN,
-        covariate: None,
-    })
+    undefined_arm(
+        s,
+        path,
+        |x| x != 0.0,
+        |x| format!("{x} is not 0, but count is 0"),
+    )
 }
 
 /// Validates one arm's statistics for `kind` and computes its m and v.
