@@ -167,9 +167,9 @@ fn check_filled(s: &dyn Storage) {
     assert_eq!(t.variant(0).metrics[0].sum, 1.0);
     assert_eq!(t.variant(1).metrics[1].sum, 2.5);
     assert_eq!(s.unit_state("exp_1", "u2").unwrap().unwrap().variant, 1);
-    // The event id is remembered across the reopen.
+    // The event id is remembered across the reopen (for its goal: ids are per goal).
     assert_eq!(
-        s.apply_event(&ev("exp_1", "u1", Some("e1"), value(1.0)))
+        s.apply_event(&ev("exp_1", "u1", Some("e1"), convert()))
             .unwrap(),
         EventOutcome::DuplicateEventId
     );
@@ -203,7 +203,7 @@ fn version_1_fixture_is_migrated_and_keeps_its_data() {
     std::fs::copy("tests/data/sqlite/v1.sqlite", &path).unwrap();
     assert_eq!(schema_version(&path), 1);
     let s = SqliteStorage::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 2);
+    assert_eq!(schema_version(&path), 3);
     let index: i64 = raw(&path)
         .query_row(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' \
@@ -233,7 +233,7 @@ fn version_1_fixture_is_migrated_and_keeps_its_data() {
         (u.variant, u.exposed_at.unix_millis(), u.excluded),
         (1, 1_700_000_000_000, false)
     );
-    assert_eq!(u.values()[0].numerator, 1.0);
+    assert_eq!(u.value(0).numerator, 1.0);
     let t = s.totals("exp_v1").unwrap();
     assert_eq!(
         (t.variant(0).participants, t.variant(1).participants),
@@ -339,15 +339,69 @@ fn version_2_fixture_opens_and_keeps_its_data() {
     std::fs::copy("tests/data/sqlite/v2.sqlite", &path).unwrap();
     assert_eq!(schema_version(&path), 2);
     let s = SqliteStorage::open(&path).unwrap();
+    assert_eq!(schema_version(&path), 3, "migrated to version 3");
     check_v2_fixture(&s);
-    // Event ids stored by v2 still de-duplicate.
+    // Event ids stored by v2 still de-duplicate, in every scope (v2 ids were per unit).
     assert_eq!(
         s.apply_event(&ev("exp_v2", "usr_2", Some("ord_2"), value(7.25)))
             .unwrap(),
         EventOutcome::DuplicateEventId
     );
+    assert_eq!(
+        s.apply_event(&ev("exp_v2", "usr_2", Some("ord_2"), convert()))
+            .unwrap(),
+        EventOutcome::DuplicateEventId
+    );
+    // The migrated blobs are sparse: usr_2's late slot 40 is one entry, not 41.
+    let c = raw(&path);
+    let bytes: Vec<u8> = c
+        .query_row(
+            "SELECT metric_values FROM abkit_units WHERE unit = 'usr_2'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(bytes.len(), 3 * 27, "slots 1, 2 and 40 only");
+    let ids: i64 = c
+        .query_row(
+            "SELECT event_ids FROM abkit_units WHERE unit = 'usr_1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(ids, 1, "the per-unit id count is filled in");
+    drop(c);
+    // New ids are per scope: one order id carries a conversion and a revenue value.
+    s.apply_event(&ev("exp_v2", "usr_4", None, expose(0)))
+        .unwrap();
+    assert_eq!(
+        s.apply_event(&ev("exp_v2", "usr_4", Some("ord_9"), convert()))
+            .unwrap(),
+        EventOutcome::Recorded
+    );
+    assert_eq!(
+        s.apply_event(&ev("exp_v2", "usr_4", Some("ord_9"), value(12.5)))
+            .unwrap(),
+        EventOutcome::Recorded
+    );
+    assert_eq!(
+        s.apply_event(&ev("exp_v2", "usr_4", Some("ord_9"), value(12.5)))
+            .unwrap(),
+        EventOutcome::DuplicateEventId
+    );
+    drop(s);
+    // Reopened: version 3, data intact, totals exact from the migrated ones.
+    let s = SqliteStorage::open(&path).unwrap();
+    check_v2_fixture_totals_after(&s);
     drop(s);
     remove_db(&path);
+}
+
+/// The fixture's totals after the version-2 test added usr_4's events.
+fn check_v2_fixture_totals_after(s: &SqliteStorage) {
+    let v0 = s.totals("exp_v2").unwrap().variant(0);
+    assert_eq!((v0.metrics[0].sum, v0.metrics[1].sum), (1.0, 22.5));
+    assert_eq!(v0.metrics[1].sum_squares, 100.0 + 12.5 * 12.5);
 }
 
 #[test]
@@ -365,7 +419,7 @@ fn newer_schema_is_refused_and_the_file_is_not_modified() {
     assert_eq!(
         err,
         StorageError::Schema(
-            "database schema version 99 is newer than this abkit supports (2): upgrade abkit"
+            "database schema version 99 is newer than this abkit supports (3): upgrade abkit"
                 .into()
         )
     );

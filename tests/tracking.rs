@@ -185,6 +185,52 @@ fn event_ids_make_retries_idempotent_and_windows_apply() {
 }
 
 #[test]
+fn one_order_id_carries_a_conversion_and_its_revenue() {
+    // Issue 12 item 13: ids were per (experiment, unit), so the revenue of an order whose
+    // conversion used the same id was dropped silently.
+    let (lab, _) = lab_with(Arc::new(MemoryStorage::new()));
+    let id = running(
+        &lab,
+        json!(["conversion", {"name": "revenue", "kind": "mean"}]),
+    );
+    lab.expose(&id, &Context::new("u")).unwrap();
+    let conversion = TrackEvent::conversion(&id, "u").event_id("ord_1");
+    let revenue = TrackEvent::value(&id, "u", "revenue", 42.0).event_id("ord_1");
+    assert_eq!(
+        lab.events().track(&conversion).unwrap(),
+        EventOutcome::Recorded
+    );
+    assert_eq!(
+        lab.events().track(&revenue).unwrap(),
+        EventOutcome::Recorded
+    );
+    // Retries of either are still de-duplicated.
+    assert_eq!(
+        lab.events().track_batch(&[conversion, revenue]).unwrap(),
+        [
+            Ok(EventOutcome::DuplicateEventId),
+            Ok(EventOutcome::DuplicateEventId)
+        ]
+    );
+    let raw = lab.reports().results(&id).unwrap();
+    let sum = |metric: usize| -> f64 {
+        raw.variants
+            .iter()
+            .map(|v| v.results[metric].totals.sum)
+            .sum()
+    };
+    assert_eq!((sum(0), sum(1)), (1.0, 42.0));
+    // An empty or overlong id is an error naming the field.
+    for bad in [String::new(), "x".repeat(201)] {
+        let err = lab
+            .events()
+            .track(&TrackEvent::conversion(&id, "u").event_id(&bad))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("eventId: "), "{err}");
+    }
+}
+
+#[test]
 fn batch_gives_per_event_outcomes() {
     let (lab, _) = lab_with(Arc::new(MemoryStorage::new()));
     let id = running(&lab, json!(["conversion"]));

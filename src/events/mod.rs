@@ -68,7 +68,12 @@ pub struct TrackEvent {
     /// The denominator, for ratio metrics.
     #[serde(default)]
     pub denominator: Option<f64>,
-    /// An id that makes retries idempotent (per experiment and unit).
+    /// An id that makes retries idempotent: an event whose id was already counted for this
+    /// experiment, unit and goal is [`EventOutcome::DuplicateEventId`]. Ids are per goal, so
+    /// one order id may carry a conversion and a revenue value. At most
+    /// [`MAX_EVENT_ID_LEN`](crate::storage::MAX_EVENT_ID_LEN) bytes; a store keeps at most
+    /// [`MAX_EVENT_IDS_PER_UNIT`](crate::storage::MAX_EVENT_IDS_PER_UNIT) per experiment and
+    /// unit (beyond, an event with an id is rejected; one without is counted).
     #[serde(default, alias = "event_id")]
     pub event_id: Option<String>,
     /// When it happened (default: the lab's clock).
@@ -119,6 +124,14 @@ impl TrackEvent {
     pub fn at(mut self, at: Timestamp) -> TrackEvent {
         self.timestamp = Some(at);
         self
+    }
+}
+
+/// The first 40 characters of `s`, for an error message about a long value.
+fn truncated(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", s.get(..i).unwrap_or_default()),
+        None => s.to_owned(),
     }
 }
 
@@ -265,6 +278,20 @@ impl<'l> Events<'l> {
     fn event_of<'e>(&self, t: Target<'e>, e: &'e TrackEvent) -> Result<UnitEvent<'e>> {
         if e.unit_id.is_empty() {
             return Err(ValidationError::field("unitId", "\"\" is empty").into());
+        }
+        if let Some(id) = &e.event_id
+            && (id.is_empty() || id.len() > crate::storage::MAX_EVENT_ID_LEN)
+        {
+            return Err(ValidationError::field(
+                "eventId",
+                format!(
+                    "{:?} is empty or longer than {} bytes ({} bytes)",
+                    truncated(id),
+                    crate::storage::MAX_EVENT_ID_LEN,
+                    id.len()
+                ),
+            )
+            .into());
         }
         let goal = t.goal;
         let (value, denominator) = match t.kind {

@@ -31,6 +31,8 @@ pub fn run<S: Storage + 'static>(make: impl Fn() -> S) {
     config_no_lost_update(Arc::new(make()));
     events_exposure_and_conversion(&make());
     events_ids_and_rejections(&make());
+    events_ids_per_scope(&make());
+    events_exact_under_cancellation(&make());
     events_batch_in_order(&make());
     events_excluded_and_purge(&make());
     events_concurrent_exact(Arc::new(make()));
@@ -361,6 +363,89 @@ fn events_ids_and_rejections(s: &dyn Storage) {
     );
     let t = s.totals("e").unwrap().variant(0);
     assert_eq!(t.metrics[1].sum, 5.0);
+}
+
+/// Event ids are unique per (experiment, unit, scope): one order id may carry a conversion and
+/// a revenue value; an empty or overlong id is refused.
+fn events_ids_per_scope(s: &dyn Storage) {
+    s.apply_event(&ev("e", "u", Some("ord_1"), 0, expose(0)))
+        .unwrap();
+    assert_eq!(
+        s.apply_event(&ev("e", "u", Some("ord_1"), 1, conversion()))
+            .unwrap(),
+        EventOutcome::Recorded,
+        "an exposure's id does not block a conversion's"
+    );
+    assert_eq!(
+        s.apply_event(&ev("e", "u", Some("ord_1"), 1, value(12.5)))
+            .unwrap(),
+        EventOutcome::Recorded,
+        "one order id carries a conversion and a revenue value"
+    );
+    assert_eq!(
+        s.apply_event(&ev("e", "u", Some("ord_1"), 1, value(12.5)))
+            .unwrap(),
+        EventOutcome::DuplicateEventId,
+        "a retried revenue value counts once"
+    );
+    let covariate = UnitEventKind::Covariate {
+        slot: VALUE,
+        value: 3.0,
+    };
+    assert_eq!(
+        s.apply_event(&ev("e", "u", Some("ord_1"), 1, covariate))
+            .unwrap(),
+        EventOutcome::Recorded
+    );
+    let long = "x".repeat(super::MAX_EVENT_ID_LEN + 1);
+    for bad in ["", long.as_str()] {
+        assert_eq!(
+            s.apply_event(&ev("e", "u", Some(bad), 1, value(1.0)))
+                .unwrap(),
+            EventOutcome::Rejected(Rejection::InvalidEventId),
+            "event id of {} bytes",
+            bad.len()
+        );
+    }
+    let longest = "y".repeat(super::MAX_EVENT_ID_LEN);
+    assert_eq!(
+        s.apply_event(&ev("e", "u", Some(&longest), 1, value(1.0)))
+            .unwrap(),
+        EventOutcome::Recorded
+    );
+    let t = s.totals("e").unwrap().variant(0);
+    assert_eq!((t.metrics[0].sum, t.metrics[1].sum), (1.0, 13.5));
+}
+
+/// Totals stay equal to the sum of the units' current values whatever the order: a huge value
+/// that is later cancelled leaves the small ones exact.
+fn events_exact_under_cancellation(s: &dyn Storage) {
+    for u in ["whale", "u1"] {
+        s.apply_event(&ev("e", u, None, 0, expose(0))).unwrap();
+    }
+    for (u, x) in [("whale", 1e20), ("u1", 1.5), ("whale", -1e20)] {
+        assert_eq!(
+            s.apply_events(&[ev("e", u, None, 1, value(x))]).unwrap(),
+            [EventOutcome::Recorded]
+        );
+    }
+    let m = s.totals("e").unwrap().variant(0).metrics[1];
+    assert_eq!(
+        (m.sum, m.sum_squares),
+        (1.5, 2.25),
+        "a cancelled 1e20 must not wipe the other units' sums"
+    );
+    // A unit raised far and brought back: its earlier small square does not linger.
+    s.apply_event(&ev("e", "u2", None, 0, expose(1))).unwrap();
+    for x in [3.0, 1e20, -1e20] {
+        s.apply_event(&ev("e", "u2", None, 1, value(x))).unwrap();
+    }
+    let now = s
+        .unit_state("e", "u2")
+        .unwrap()
+        .map_or(f64::NAN, |st| st.value(VALUE.index).numerator);
+    let m = s.totals("e").unwrap().variant(1).metrics[1];
+    assert_eq!((m.sum, m.sum_squares), (now, now * now));
 }
 
 fn events_batch_in_order(s: &dyn Storage) {

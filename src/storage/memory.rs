@@ -1,6 +1,6 @@
 //! The in-memory store: the embedded default.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use super::{
@@ -129,8 +129,41 @@ struct ExperimentShard {
     key: u64,
     units: UnitTable,
     /// Event ids seen per unit: looked up only for events that carry one.
-    event_ids: FastMap<UnitKey, Vec<Box<str>>>,
-    totals: ExperimentTotals,
+    event_ids: FastMap<UnitKey, UnitIds>,
+    totals: super::ExactTotals,
+}
+
+/// One unit's event ids, a set per scope ([`UnitEvent::id_scope`]): a look-up is a hash probe,
+/// whatever the number of ids.
+#[derive(Debug, Default)]
+struct UnitIds {
+    /// Ids remembered, over every scope (at most [`super::MAX_EVENT_IDS_PER_UNIT`]).
+    count: u32,
+    /// A unit has few scopes (the metrics it has events with), so they are scanned.
+    scopes: Vec<(u32, HashSet<Box<str>, Seeded>)>,
+}
+
+impl UnitIds {
+    fn contains(&self, scope: u32, id: &str) -> bool {
+        self.scopes
+            .iter()
+            .any(|(s, ids)| *s == scope && ids.contains(id))
+    }
+
+    fn insert(&mut self, scope: u32, id: &str) {
+        let set = match self.scopes.iter().position(|(s, _)| *s == scope) {
+            Some(i) => self.scopes.get_mut(i).map(|(_, ids)| ids),
+            None => {
+                self.scopes.push((scope, HashSet::default()));
+                self.scopes.last_mut().map(|(_, ids)| ids)
+            }
+        };
+        if let Some(set) = set
+            && set.insert(id.into())
+        {
+            self.count = self.count.saturating_add(1);
+        }
+    }
 }
 
 impl Default for MemoryStorage {
@@ -182,13 +215,14 @@ impl MemoryStorage {
     /// Applies one event (whose hash is `hash`) to its experiment's part of a locked shard.
     fn apply_to(exp: &mut ExperimentShard, hash: u64, e: &UnitEvent<'_>) -> EventOutcome {
         let unit = e.unit.as_bytes();
-        if let Some(id) = e.event_id
-            && exp
-                .event_ids
-                .get(unit)
-                .is_some_and(|ids| ids.iter().any(|x| &**x == id))
-        {
-            return EventOutcome::DuplicateEventId;
+        if let Some(id) = e.event_id {
+            let ids = exp.event_ids.get(unit);
+            if ids.is_some_and(|ids| ids.contains(e.id_scope(), id)) {
+                return EventOutcome::DuplicateEventId;
+            }
+            if let Some(r) = e.check_event_id(ids.map_or(0, |ids| ids.count)) {
+                return EventOutcome::Rejected(r);
+            }
         }
         let (outcome, delta) = match exp.units.find(hash, unit) {
             Probe::Found(i) => match exp.units.state_mut(i) {
@@ -208,9 +242,11 @@ impl MemoryStorage {
             && let Some(id) = e.event_id
         {
             match exp.event_ids.get_mut(unit) {
-                Some(ids) => ids.push(id.into()),
+                Some(ids) => ids.insert(e.id_scope(), id),
                 None => {
-                    exp.event_ids.insert(UnitKey::new(e.unit), vec![id.into()]);
+                    let mut ids = UnitIds::default();
+                    ids.insert(e.id_scope(), id);
+                    exp.event_ids.insert(UnitKey::new(e.unit), ids);
                 }
             }
         }
@@ -410,13 +446,13 @@ impl Storage for MemoryStorage {
         // seen wholly or not at all.
         let key = self.keys.hash_first(experiment);
         let guards: Vec<MutexGuard<'_, Shard>> = self.shards.iter().map(lock).collect();
-        let mut total = ExperimentTotals::default();
+        let mut total = super::ExactTotals::default();
         for g in &guards {
             if let Some(x) = g.get(key, experiment) {
                 total.merge(&x.totals);
             }
         }
-        Ok(total)
+        Ok(total.rounded())
     }
 
     fn purge_events(&self, experiment: &str) -> Result<(), StorageError> {
@@ -479,6 +515,90 @@ mod tests {
             (Some(1), Some(0), None)
         );
         assert_eq!(s.get(3, "z").map(|x| &*x.name), Some("z"));
+    }
+
+    #[test]
+    fn event_ids_are_a_set_per_unit_bounded_by_the_limit() {
+        use crate::storage::{
+            Aggregation, MAX_EVENT_IDS_PER_UNIT, MetricSlot, Rejection, UnitEventKind,
+        };
+        use crate::time::Timestamp;
+        let s = MemoryStorage::new();
+        let at = Timestamp::from_unix_millis(1);
+        let slot = MetricSlot {
+            index: 0,
+            aggregation: Aggregation::Sum,
+            cap: None,
+            window_millis: None,
+        };
+        let value = UnitEventKind::Metric {
+            slot,
+            value: 1.0,
+            denominator: 0.0,
+        };
+        let ev = |id: Option<&'static str>, kind| UnitEvent {
+            experiment: "e",
+            unit: "u",
+            event_id: id,
+            at,
+            kind,
+        };
+        let expose = UnitEventKind::Exposure {
+            variant: 0,
+            excluded: false,
+        };
+        s.apply_event(&ev(None, expose)).unwrap();
+        // Up to the limit, in batches: every id is new (a linear scan per event would make this
+        // quadratic: 5·10⁹ comparisons).
+        let ids: Vec<String> = (0..MAX_EVENT_IDS_PER_UNIT)
+            .map(|i| format!("o{i}"))
+            .collect();
+        for chunk in ids.chunks(10_000) {
+            let events: Vec<UnitEvent<'_>> = chunk
+                .iter()
+                .map(|id| UnitEvent {
+                    experiment: "e",
+                    unit: "u",
+                    event_id: Some(id),
+                    at,
+                    kind: value,
+                })
+                .collect();
+            let out = s.apply_events(&events).unwrap();
+            assert!(out.iter().all(|o| *o == EventOutcome::Recorded));
+        }
+        // A retry is still found; a new id is refused; an event without one is counted.
+        assert_eq!(
+            s.apply_event(&ev(Some("o77"), value)).unwrap(),
+            EventOutcome::DuplicateEventId
+        );
+        assert_eq!(
+            s.apply_event(&ev(Some("fresh"), value)).unwrap(),
+            EventOutcome::Rejected(Rejection::TooManyEventIds)
+        );
+        assert_eq!(
+            s.apply_event(&ev(None, value)).unwrap(),
+            EventOutcome::Recorded
+        );
+        let sum = s.totals("e").unwrap().variant(0).metrics[0].sum;
+        assert_eq!(sum, f64::from(MAX_EVENT_IDS_PER_UNIT) + 1.0);
+        // Another unit has its own budget.
+        let other = UnitEvent {
+            unit: "v",
+            ..ev(None, expose)
+        };
+        s.apply_event(&other).unwrap();
+        assert_eq!(
+            s.apply_event(&UnitEvent {
+                event_id: Some("fresh"),
+                ..UnitEvent {
+                    unit: "v",
+                    ..ev(None, value)
+                }
+            })
+            .unwrap(),
+            EventOutcome::Recorded
+        );
     }
 
     #[test]

@@ -22,19 +22,24 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub mod conformance;
+mod exact;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod state;
 
+pub use exact::ExactSum;
 pub use memory::MemoryStorage;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStorage, Synchronous};
 pub use state::{
-    Aggregation, EventOutcome, ExperimentTotals, MetricSlot, MetricTotals, Rejection, TotalsDelta,
-    UnitEvent, UnitEventKind, UnitState, UnitValue, VariantTotals,
+    Aggregation, EventOutcome, ExactMetricTotals, ExactTotals, ExactVariantTotals,
+    ExperimentTotals, MetricChange, MetricSlot, MetricTotals, Rejection, TotalsDelta, UnitEvent,
+    UnitEventKind, UnitState, UnitValue, VariantTotals,
 };
-pub use state::{MAX_METRIC_SLOTS, MAX_UNIT_VALUE, MAX_VARIANTS};
+pub use state::{
+    MAX_EVENT_ID_LEN, MAX_EVENT_IDS_PER_UNIT, MAX_METRIC_SLOTS, MAX_UNIT_VALUE, MAX_VARIANTS,
+};
 
 /// The kinds of configuration documents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -12,6 +12,7 @@
 //! concurrent writers, threads or processes, serialise on the database's write lock (waiting up
 //! to the busy timeout) and never lose an update.
 
+mod blob;
 mod schema;
 
 use std::collections::HashMap;
@@ -23,10 +24,10 @@ use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 
-use super::state::{MAX_METRIC_SLOTS, MAX_VARIANTS};
+use super::state::MAX_VARIANTS;
 use super::{
-    EventOutcome, ExperimentTotals, MetricTotals, Record, RecordKind, RecordWrite, Storage,
-    StorageError, UnitEvent, UnitState, UnitValue, VariantTotals,
+    EventOutcome, ExactMetricTotals, ExactTotals, ExperimentTotals, Record, RecordKind,
+    RecordWrite, Storage, StorageError, UnitEvent, UnitState, VariantTotals,
 };
 use crate::time::Timestamp;
 
@@ -428,111 +429,6 @@ fn decode_record(
 
 // ---- compact encodings of per-unit values and per-variant totals -------------------------
 
-/// Bytes per encoded [`UnitValue`]: numerator, denominator, covariate (f64 LE) and a flag.
-const VALUE_BYTES: usize = 25;
-/// Bytes per encoded [`MetricTotals`]: eight f64 and a u64, LE.
-const TOTALS_BYTES: usize = 72;
-
-fn encode_values(values: &[UnitValue], out: &mut Vec<u8>) {
-    out.clear();
-    for v in values {
-        out.extend_from_slice(&v.numerator.to_le_bytes());
-        out.extend_from_slice(&v.denominator.to_le_bytes());
-        out.extend_from_slice(&v.covariate.unwrap_or(0.0).to_le_bytes());
-        out.push(u8::from(v.covariate.is_some()));
-    }
-}
-
-fn word(chunk: &[u8], i: usize) -> Result<[u8; 8], StorageError> {
-    chunk
-        .get(i * 8..i * 8 + 8)
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .ok_or_else(|| StorageError::Corrupt("truncated value blob".into()))
-}
-
-fn f64_at(chunk: &[u8], i: usize) -> Result<f64, StorageError> {
-    word(chunk, i).map(f64::from_le_bytes)
-}
-
-fn decode_values(bytes: &[u8]) -> Result<Vec<UnitValue>, StorageError> {
-    if !bytes.len().is_multiple_of(VALUE_BYTES)
-        || bytes.len() / VALUE_BYTES > MAX_METRIC_SLOTS as usize
-    {
-        return Err(StorageError::Corrupt(format!(
-            "unit values blob has {} bytes, expected a multiple of {VALUE_BYTES} up to {}",
-            bytes.len(),
-            VALUE_BYTES * MAX_METRIC_SLOTS as usize
-        )));
-    }
-    bytes
-        .chunks_exact(VALUE_BYTES)
-        .map(|c| {
-            let covariate = match c.get(24) {
-                Some(0) => None,
-                Some(1) => Some(f64_at(c, 2)?),
-                other => {
-                    return Err(StorageError::Corrupt(format!(
-                        "unit value covariate flag is {other:?}, expected 0 or 1"
-                    )));
-                }
-            };
-            Ok(UnitValue {
-                numerator: f64_at(c, 0)?,
-                denominator: f64_at(c, 1)?,
-                covariate,
-            })
-        })
-        .collect()
-}
-
-fn encode_totals(metrics: &[MetricTotals]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(metrics.len() * TOTALS_BYTES);
-    for m in metrics {
-        for x in [
-            m.sum,
-            m.sum_squares,
-            m.denominator_sum,
-            m.denominator_sum_squares,
-            m.sum_products,
-            m.covariate_sum,
-            m.covariate_sum_squares,
-            m.covariate_sum_products,
-        ] {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        out.extend_from_slice(&m.covariate_count.to_le_bytes());
-    }
-    out
-}
-
-fn decode_totals(bytes: &[u8]) -> Result<Vec<MetricTotals>, StorageError> {
-    if !bytes.len().is_multiple_of(TOTALS_BYTES)
-        || bytes.len() / TOTALS_BYTES > MAX_METRIC_SLOTS as usize
-    {
-        return Err(StorageError::Corrupt(format!(
-            "metric totals blob has {} bytes, expected a multiple of {TOTALS_BYTES} up to {}",
-            bytes.len(),
-            TOTALS_BYTES * MAX_METRIC_SLOTS as usize
-        )));
-    }
-    bytes
-        .chunks_exact(TOTALS_BYTES)
-        .map(|c| {
-            Ok(MetricTotals {
-                sum: f64_at(c, 0)?,
-                sum_squares: f64_at(c, 1)?,
-                denominator_sum: f64_at(c, 2)?,
-                denominator_sum_squares: f64_at(c, 3)?,
-                sum_products: f64_at(c, 4)?,
-                covariate_sum: f64_at(c, 5)?,
-                covariate_sum_squares: f64_at(c, 6)?,
-                covariate_sum_products: f64_at(c, 7)?,
-                covariate_count: u64::from_le_bytes(word(c, 8)?),
-            })
-        })
-        .collect()
-}
-
 fn variant_index(experiment: &str, v: i64) -> Result<u32, StorageError> {
     u32::try_from(v)
         .ok()
@@ -544,12 +440,19 @@ fn variant_index(experiment: &str, v: i64) -> Result<u32, StorageError> {
         })
 }
 
-type UnitRow = (i64, i64, i64, bool, Vec<u8>);
+type UnitRow = (i64, i64, i64, bool, Vec<u8>, i64);
 
-/// A unit's row: its id (for the update that follows in a batch, and its event ids) and its
-/// state.
-const LOAD_UNIT: &str = "SELECT id, variant, exposed_at, excluded, metric_values \
+/// A unit's row: its id (for the update that follows in a batch, and its event ids), its
+/// state and how many event ids it has.
+const LOAD_UNIT: &str = "SELECT id, variant, exposed_at, excluded, metric_values, event_ids \
      FROM abkit_units WHERE experiment = ?1 AND unit = ?2";
+
+/// A loaded unit: its row id, its state and its number of event ids.
+struct LoadedUnit {
+    rowid: i64,
+    state: UnitState,
+    event_ids: u32,
+}
 
 fn load_unit(
     conn: &Connection,
@@ -557,30 +460,42 @@ fn load_unit(
     unit: &str,
 ) -> Result<Option<UnitState>, StorageError> {
     let mut stmt = conn.prepare_cached(LOAD_UNIT).map_err(map_err)?;
-    Ok(load_unit_with(&mut stmt, experiment, unit)?.map(|(_, s)| s))
+    Ok(load_unit_with(&mut stmt, experiment, unit)?.map(|u| u.state))
 }
 
 fn load_unit_with(
     stmt: &mut rusqlite::Statement<'_>,
     experiment: &str,
     unit: &str,
-) -> Result<Option<(i64, UnitState)>, StorageError> {
+) -> Result<Option<LoadedUnit>, StorageError> {
     let row: Option<UnitRow> = stmt
         .query_row(params![experiment, unit], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })
         .optional()
         .map_err(map_err)?;
-    row.map(|(rowid, variant, at, excluded, values)| {
-        Ok((
+    row.map(|(rowid, variant, at, excluded, values, ids)| {
+        Ok(LoadedUnit {
             rowid,
-            UnitState::new(
+            state: UnitState::new(
                 variant_index(experiment, variant)?,
                 Timestamp::from_unix_millis(at),
                 excluded,
-                decode_values(&values)?,
+                blob::decode_values(&values)?,
             ),
-        ))
+            event_ids: u32::try_from(ids).map_err(|_| {
+                StorageError::Corrupt(format!(
+                    "unit {unit:?} of experiment {experiment:?} has {ids} event ids"
+                ))
+            })?,
+        })
     })
     .transpose()
 }
@@ -614,7 +529,7 @@ fn load_totals(conn: &Connection, experiment: &str) -> Result<ExperimentTotals, 
                     "experiment {experiment:?} variant {v} has {participants} participants"
                 ))
             })?;
-            t.metrics = decode_totals(&metrics)?;
+            t.metrics = blob::rounded(&blob::decode_totals(&metrics)?);
         }
     }
     Ok(totals)
@@ -624,7 +539,7 @@ fn load_totals(conn: &Connection, experiment: &str) -> Result<ExperimentTotals, 
 fn flush_totals(
     tx: &Transaction<'_>,
     experiment: &str,
-    delta: &ExperimentTotals,
+    delta: &ExactTotals,
 ) -> Result<(), StorageError> {
     for (i, d) in delta.variants.iter().enumerate() {
         if d.participants == 0 && d.metrics.is_empty() {
@@ -648,16 +563,16 @@ fn flush_totals(
                         "experiment {experiment:?} variant {i} has {p} participants"
                     ))
                 })?,
-                decode_totals(&m)?,
+                blob::decode_totals(&m)?,
             ),
             None => (0, Vec::new()),
         };
         let participants = participants.saturating_add(d.participants);
         if metrics.len() < d.metrics.len() {
-            metrics.resize_with(d.metrics.len(), MetricTotals::default);
+            metrics.resize_with(d.metrics.len(), ExactMetricTotals::default);
         }
         for (m, x) in metrics.iter_mut().zip(&d.metrics) {
-            m.add(x);
+            m.merge(x);
         }
         tx.prepare_cached(
             "INSERT INTO abkit_totals (experiment, variant, participants, metrics) \
@@ -669,7 +584,7 @@ fn flush_totals(
             experiment,
             variant,
             i64::try_from(participants).unwrap_or(i64::MAX),
-            encode_totals(&metrics)
+            blob::encode_totals(&metrics)
         ])
         .map_err(map_err)?;
     }
@@ -683,43 +598,60 @@ fn apply_in(
     events: &[UnitEvent<'_>],
 ) -> Result<Vec<EventOutcome>, StorageError> {
     let mut seen_id = tx
-        .prepare_cached("SELECT 1 FROM abkit_event_ids WHERE unit_id = ?1 AND event_id = ?2")
+        .prepare_cached(
+            // Scope -1: an id remembered before ids were scoped (schema version 2), which
+            // stands for every scope.
+            "SELECT 1 FROM abkit_event_ids WHERE unit_id = ?1 AND event_id = ?2 \
+             AND scope IN (?3, -1)",
+        )
         .map_err(map_err)?;
     let mut load = tx.prepare_cached(LOAD_UNIT).map_err(map_err)?;
     let mut update = tx
-        .prepare_cached("UPDATE abkit_units SET metric_values = ?2 WHERE id = ?1")
+        .prepare_cached(
+            "UPDATE abkit_units SET metric_values = ?2, event_ids = event_ids + ?3 WHERE id = ?1",
+        )
         .map_err(map_err)?;
     let mut insert = tx
         .prepare_cached(
             "INSERT INTO abkit_units \
-             (experiment, unit, variant, exposed_at, excluded, metric_values) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+             (experiment, unit, variant, exposed_at, excluded, metric_values, event_ids) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .map_err(map_err)?;
     let mut remember_id = tx
-        .prepare_cached("INSERT INTO abkit_event_ids (unit_id, event_id) VALUES (?1, ?2)")
+        .prepare_cached(
+            "INSERT INTO abkit_event_ids (unit_id, event_id, scope) VALUES (?1, ?2, ?3)",
+        )
         .map_err(map_err)?;
     let mut out = Vec::with_capacity(events.len());
     // The batch's change to each experiment's totals, written once at the end.
-    let mut deltas: HashMap<&str, ExperimentTotals> = HashMap::new();
+    let mut deltas: HashMap<&str, ExactTotals> = HashMap::new();
     let mut blob = Vec::new();
     for e in events {
         let loaded = load_unit_with(&mut load, e.experiment, e.unit)?;
-        let unit_id = loaded.as_ref().map(|(id, _)| *id);
+        let unit_id = loaded.as_ref().map(|u| u.rowid);
+        let scope = e.id_scope();
         // Event ids are remembered per enrolled unit, so only an enrolled unit can have seen one.
         if let (Some(uid), Some(id)) = (unit_id, e.event_id)
-            && seen_id.exists(params![uid, id]).map_err(map_err)?
+            && seen_id.exists(params![uid, id, scope]).map_err(map_err)?
         {
             out.push(EventOutcome::DuplicateEventId);
             continue;
         }
-        let mut state = loaded.map(|(_, s)| s);
+        if let Some(r) = e.check_event_id(loaded.as_ref().map_or(0, |u| u.event_ids)) {
+            out.push(EventOutcome::Rejected(r));
+            continue;
+        }
+        let mut state = loaded.map(|u| u.state);
         let (outcome, delta) = UnitState::apply(&mut state, e.at, &e.kind);
         if let (true, Some(s)) = (outcome.is_stored(), &state) {
-            encode_values(&s.values(), &mut blob);
+            blob::encode_values(&s.values(), &mut blob);
+            let new_ids = i64::from(e.event_id.is_some());
             let uid = if let Some(uid) = unit_id {
                 // Only metric values change once a unit is enrolled.
-                update.execute(params![uid, blob]).map_err(map_err)?;
+                update
+                    .execute(params![uid, blob, new_ids])
+                    .map_err(map_err)?;
                 uid
             } else {
                 insert
@@ -729,13 +661,16 @@ fn apply_in(
                         s.variant,
                         s.exposed_at.unix_millis(),
                         s.excluded,
-                        blob
+                        blob,
+                        new_ids
                     ])
                     .map_err(map_err)?;
                 tx.last_insert_rowid()
             };
             if let Some(id) = e.event_id {
-                remember_id.execute(params![uid, id]).map_err(map_err)?;
+                remember_id
+                    .execute(params![uid, id, scope])
+                    .map_err(map_err)?;
             }
         }
         if let Some(d) = delta {
@@ -1063,27 +998,6 @@ mod tests {
     }
 
     #[test]
-    fn rejects_malformed_blobs() {
-        assert!(matches!(
-            decode_values(&[0; 24]),
-            Err(StorageError::Corrupt(_))
-        ));
-        let mut bad_flag = vec![0u8; 25];
-        bad_flag[24] = 7;
-        assert_eq!(
-            decode_values(&bad_flag),
-            Err(StorageError::Corrupt(
-                "unit value covariate flag is Some(7), expected 0 or 1".into()
-            ))
-        );
-        assert!(matches!(
-            decode_totals(&[0; 71]),
-            Err(StorageError::Corrupt(_))
-        ));
-        assert_eq!(decode_values(&[]), Ok(vec![]));
-    }
-
-    #[test]
     fn corrupt_rows_are_errors_not_panics() {
         let store = SqliteStorage::open_in_memory().unwrap();
         {
@@ -1150,6 +1064,74 @@ mod tests {
             .unwrap();
         assert_eq!(again, [EventOutcome::Enrolled, EventOutcome::Recorded]);
         assert_eq!(s.totals("e").unwrap().variant(0).metrics[0].sum, 2.0);
+    }
+
+    #[test]
+    fn event_ids_per_unit_are_bounded() {
+        use crate::storage::UnitEventKind;
+        use crate::storage::{Aggregation, MAX_EVENT_IDS_PER_UNIT, MetricSlot, Rejection};
+        let s = SqliteStorage::open_in_memory().unwrap();
+        let slot = MetricSlot {
+            index: 0,
+            aggregation: Aggregation::Sum,
+            cap: None,
+            window_millis: None,
+        };
+        let ev = |id: Option<&'static str>, kind| UnitEvent {
+            experiment: "e",
+            unit: "u",
+            event_id: id,
+            at: Timestamp::from_unix_millis(5),
+            kind,
+        };
+        let value = UnitEventKind::Metric {
+            slot,
+            value: 2.0,
+            denominator: 0.0,
+        };
+        let expose = UnitEventKind::Exposure {
+            variant: 0,
+            excluded: false,
+        };
+        assert_eq!(
+            s.apply_events(&[ev(Some("a"), expose), ev(Some("b"), value)])
+                .unwrap(),
+            [EventOutcome::Enrolled, EventOutcome::Recorded]
+        );
+        let count = |s: &SqliteStorage| -> i64 {
+            lock(&s.writer)
+                .query_row(
+                    "SELECT event_ids FROM abkit_units WHERE unit = 'u'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(count(&s), 2, "the exposure's id and the value's");
+        // One short of the limit: one more id is taken, the next is refused.
+        lock(&s.writer)
+            .execute(
+                "UPDATE abkit_units SET event_ids = ?1 WHERE unit = 'u'",
+                [i64::from(MAX_EVENT_IDS_PER_UNIT) - 1],
+            )
+            .unwrap();
+        assert_eq!(
+            s.apply_events(&[
+                ev(Some("c"), value),
+                ev(Some("d"), value),
+                ev(Some("b"), value),
+                ev(None, value)
+            ])
+            .unwrap(),
+            [
+                EventOutcome::Recorded,
+                EventOutcome::Rejected(Rejection::TooManyEventIds),
+                EventOutcome::DuplicateEventId,
+                EventOutcome::Recorded
+            ]
+        );
+        assert_eq!(count(&s), i64::from(MAX_EVENT_IDS_PER_UNIT));
+        assert_eq!(s.totals("e").unwrap().variant(0).metrics[0].sum, 6.0);
     }
 
     /// Same events, same answers: SQLite against the reference in-memory store.
@@ -1240,56 +1222,5 @@ mod tests {
             Config::with_cases(256),
             TestRng::deterministic_rng(RngAlgorithm::ChaCha),
         )
-    }
-
-    #[test]
-    fn prop_unit_values_round_trip_bit_exact() {
-        let value = (
-            any::<f64>(),
-            any::<f64>(),
-            proptest::option::of(any::<f64>()),
-        )
-            .prop_map(|(numerator, denominator, covariate)| UnitValue {
-                numerator,
-                denominator,
-                covariate,
-            });
-        runner()
-            .run(&proptest::collection::vec(value, 0..20), |values| {
-                let mut blob = Vec::new();
-                encode_values(&values, &mut blob);
-                let back = decode_values(&blob).unwrap();
-                prop_assert_eq!(back.len(), values.len());
-                for (a, b) in back.iter().zip(&values) {
-                    prop_assert_eq!(a.numerator.to_bits(), b.numerator.to_bits());
-                    prop_assert_eq!(a.denominator.to_bits(), b.denominator.to_bits());
-                    prop_assert_eq!(a.covariate.map(f64::to_bits), b.covariate.map(f64::to_bits));
-                }
-                Ok(())
-            })
-            .unwrap();
-    }
-
-    #[test]
-    fn prop_metric_totals_round_trip() {
-        let totals = (proptest::array::uniform8(-1e12f64..1e12), any::<u64>()).prop_map(
-            |(f, covariate_count)| MetricTotals {
-                sum: f[0],
-                sum_squares: f[1],
-                denominator_sum: f[2],
-                denominator_sum_squares: f[3],
-                sum_products: f[4],
-                covariate_sum: f[5],
-                covariate_sum_squares: f[6],
-                covariate_sum_products: f[7],
-                covariate_count,
-            },
-        );
-        runner()
-            .run(&proptest::collection::vec(totals, 0..10), |metrics| {
-                prop_assert_eq!(decode_totals(&encode_totals(&metrics)).unwrap(), metrics);
-                Ok(())
-            })
-            .unwrap();
     }
 }

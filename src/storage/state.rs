@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ExactSum;
 use crate::time::Timestamp;
 
 /// The most metric slots an experiment may have.
@@ -19,6 +20,14 @@ fn bounded(v: &UnitValue) -> bool {
         && v.denominator.abs() <= MAX_UNIT_VALUE
         && v.covariate.is_none_or(|c| c.abs() <= MAX_UNIT_VALUE)
 }
+
+/// The most event ids a store remembers per (experiment, unit): an event with an id beyond it
+/// is [`Rejection::TooManyEventIds`] (events without an id are still counted). It bounds the
+/// memory a single unit can take; no real unit sends this many idempotent events to one
+/// experiment.
+pub const MAX_EVENT_IDS_PER_UNIT: u32 = 100_000;
+/// The longest event id, in bytes; a longer one is [`Rejection::InvalidEventId`].
+pub const MAX_EVENT_ID_LEN: usize = 200;
 
 /// How a metric folds a unit's events into its per-unit value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,12 +88,38 @@ pub struct UnitEvent<'a> {
     pub experiment: &'a str,
     /// The unit's id.
     pub unit: &'a str,
-    /// A caller-supplied id: a retried event with the same id (for the same unit) counts once.
+    /// A caller-supplied id: a retried event with the same id counts once. Ids are unique per
+    /// (experiment, unit, [scope](UnitEvent::id_scope)): one order id may carry a conversion
+    /// and a revenue value, which are different metrics.
     pub event_id: Option<&'a str>,
     /// When it happened.
     pub at: Timestamp,
     /// What happened.
     pub kind: UnitEventKind,
+}
+
+impl UnitEvent<'_> {
+    /// The scope within which its event id must be unique for its unit: its metric's slot for a
+    /// metric value (`0..256`), `256 + slot` for a covariate, 512 for an exposure.
+    pub const fn id_scope(&self) -> u32 {
+        match self.kind {
+            UnitEventKind::Metric { slot, .. } => slot.index,
+            UnitEventKind::Covariate { slot, .. } => MAX_METRIC_SLOTS + slot.index,
+            UnitEventKind::Exposure { .. } => 2 * MAX_METRIC_SLOTS,
+        }
+    }
+
+    /// Why its event id cannot be remembered for a unit that already has `remembered` ids, if it
+    /// cannot (a store checks this after finding the id new, before applying the event).
+    pub fn check_event_id(&self, remembered: u32) -> Option<Rejection> {
+        match self.event_id {
+            Some(id) if id.len() > MAX_EVENT_ID_LEN || id.is_empty() => {
+                Some(Rejection::InvalidEventId)
+            }
+            Some(_) if remembered >= MAX_EVENT_IDS_PER_UNIT => Some(Rejection::TooManyEventIds),
+            _ => None,
+        }
+    }
 }
 
 /// Why an event was not counted.
@@ -99,6 +134,10 @@ pub enum Rejection {
     OutsideWindow,
     /// A non-finite value, or a slot or variant out of range.
     InvalidValue,
+    /// An empty event id, or one longer than [`MAX_EVENT_ID_LEN`] bytes.
+    InvalidEventId,
+    /// The unit already has [`MAX_EVENT_IDS_PER_UNIT`] event ids in this experiment.
+    TooManyEventIds,
 }
 
 impl Rejection {
@@ -110,6 +149,10 @@ impl Rejection {
             Rejection::OutsideWindow => "event is outside the metric's conversion window",
             Rejection::InvalidValue => {
                 "value is not finite or too large (a unit's total must stay within ±1e100), or metric or variant out of range"
+            }
+            Rejection::InvalidEventId => "event id is empty or longer than 200 bytes",
+            Rejection::TooManyEventIds => {
+                "unit already has 100000 event ids in this experiment, the most a store keeps; send it without an id"
             }
         }
     }
@@ -127,7 +170,7 @@ pub enum EventOutcome {
     Recorded,
     /// A conversion of a unit that had already converted on that goal: nothing changed.
     Duplicate,
-    /// An event whose id was seen before for this unit: nothing changed.
+    /// An event whose id was seen before for this unit and scope: nothing changed.
     DuplicateEventId,
     /// An event of a forced (overridden) unit: stored, not counted in results.
     Excluded,
@@ -163,7 +206,8 @@ pub struct UnitValue {
 /// [`UnitState::apply`] (which keeps the conversion bits in step with the values). It is 32
 /// bytes, so an in-memory table can keep a unit in one cache line: a plain conversion in one of
 /// the first 64 metric slots is kept as one bit, and other values sit behind one pointer that
-/// is `None` until a unit has any.
+/// is `None` until a unit has any. Values are sparse: a unit with one value in slot 255 stores
+/// that one value, not 256.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(into = "UnitStateParts", from = "UnitStateParts")]
 pub struct UnitState {
@@ -173,48 +217,60 @@ pub struct UnitState {
     pub exposed_at: Timestamp,
     /// A forced unit, left out of results.
     pub excluded: bool,
-    /// Metric values by slot that are more than a plain conversion (missing slots are zero);
-    /// `None` until the first such value.
+    /// Metric values that are more than a plain conversion, by ascending slot (missing slots
+    /// are zero, or 1 when their conversion bit is set); `None` until the first such value.
     values: Option<Box<Values>>,
-    /// Bit `i` (slots below 64) is set when the value's numerator is at least 1. A set bit over
-    /// a stored numerator below 1 means exactly 1: a plain conversion needs no stored value. Lets
-    /// the de-duplication of a repeated conversion answer without reading the values. Derived
-    /// from the values on [`UnitState::new`], never stored.
+    /// Bit `i` (slots below 64) is set when the value's numerator is at least 1. A set bit
+    /// with no stored value is a plain conversion: exactly 1. Lets the de-duplication of a
+    /// repeated conversion answer without reading the values. Derived from the values on
+    /// [`UnitState::new`], never stored.
     converted: u64,
 }
 
-/// A unit's values, boxed so that [`UnitState`] stays one pointer wide for them.
+/// A unit's values, boxed so that [`UnitState`] stays one pointer wide for them: (slot, value)
+/// by ascending slot, no zero values.
 #[derive(Clone, Debug, Default)]
-struct Values(Vec<UnitValue>);
+struct Values(Vec<(u32, UnitValue)>);
+
+/// A plain conversion's value.
+const ONE: UnitValue = UnitValue {
+    numerator: 1.0,
+    denominator: 0.0,
+    covariate: None,
+};
 
 impl PartialEq for UnitState {
     fn eq(&self, other: &Self) -> bool {
-        // Trailing zero values are the same as absent ones.
-        let (a, b) = (self.values(), other.values());
-        let (a, b) = (a.as_slice(), b.as_slice());
-        let n = a.len().max(b.len());
         self.variant == other.variant
             && self.exposed_at == other.exposed_at
             && self.excluded == other.excluded
-            && (0..n).all(|i| {
-                a.get(i).copied().unwrap_or_default() == b.get(i).copied().unwrap_or_default()
-            })
+            && self.values() == other.values()
     }
 }
 
-/// The stored form of a [`UnitState`] (its serialization).
+/// One stored value: its slot and the value.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlotValue {
+    slot: u32,
+    #[serde(flatten)]
+    value: UnitValue,
+}
+
+/// The stored form of a [`UnitState`] (its serialization): values sparse, by slot.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UnitStateParts {
     variant: u32,
     exposed_at: Timestamp,
     excluded: bool,
-    values: Vec<UnitValue>,
+    values: Vec<SlotValue>,
 }
 
 impl From<UnitStateParts> for UnitState {
     fn from(p: UnitStateParts) -> Self {
-        UnitState::new(p.variant, p.exposed_at, p.excluded, p.values)
+        let values = p.values.into_iter().map(|v| (v.slot, v.value)).collect();
+        UnitState::new(p.variant, p.exposed_at, p.excluded, values)
     }
 }
 
@@ -224,7 +280,11 @@ impl From<UnitState> for UnitStateParts {
             variant: s.variant,
             exposed_at: s.exposed_at,
             excluded: s.excluded,
-            values: s.values(),
+            values: s
+                .values()
+                .into_iter()
+                .map(|(slot, value)| SlotValue { slot, value })
+                .collect(),
         }
     }
 }
@@ -286,19 +346,98 @@ impl MetricTotals {
         }
     }
 
-    /// `after − before`: the change to totals when a unit's value changes.
-    fn change(before: &UnitValue, after: &UnitValue, cap: Option<f64>) -> MetricTotals {
-        let (b, a) = (MetricTotals::of(before, cap), MetricTotals::of(after, cap));
+    /// The eight sums, in the order of the fields.
+    fn sums(&self) -> [f64; 8] {
+        [
+            self.sum,
+            self.sum_squares,
+            self.denominator_sum,
+            self.denominator_sum_squares,
+            self.sum_products,
+            self.covariate_sum,
+            self.covariate_sum_squares,
+            self.covariate_sum_products,
+        ]
+    }
+}
+
+/// The change one event makes to one metric's totals: the unit's contribution before it is
+/// removed and its contribution after is added. Kept as the two contributions, not their
+/// difference: `after − before` would round, and the rounding would stay in the totals.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct MetricChange {
+    /// The unit's contribution before the event.
+    pub removed: MetricTotals,
+    /// Its contribution after.
+    pub added: MetricTotals,
+}
+
+/// The exact running form of [`MetricTotals`]: each sum an [`ExactSum`], so the totals equal a
+/// fresh sum of the units' current contributions whatever the order of events (a cancelled
+/// large value leaves no trace). Stores keep this and round when read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExactMetricTotals {
+    /// The sums, in the order of [`MetricTotals`]' fields.
+    sums: [ExactSum; 8],
+    /// Units with a covariate.
+    covariate_count: u64,
+}
+
+impl ExactMetricTotals {
+    /// Removes one contribution and adds another, exactly.
+    pub fn apply(&mut self, change: &MetricChange) {
+        let (removed, added) = (change.removed.sums(), change.added.sums());
+        for ((s, r), a) in self.sums.iter_mut().zip(removed).zip(added) {
+            if r != a {
+                s.add(a);
+                s.add(-r);
+            }
+        }
+        self.covariate_count = self
+            .covariate_count
+            .saturating_add(change.added.covariate_count)
+            .saturating_sub(change.removed.covariate_count);
+    }
+
+    /// Adds another set of totals exactly (shards of one experiment, a batch's change).
+    pub fn merge(&mut self, other: &ExactMetricTotals) {
+        for (s, o) in self.sums.iter_mut().zip(&other.sums) {
+            s.add_sum(o);
+        }
+        self.covariate_count = self.covariate_count.saturating_add(other.covariate_count);
+    }
+
+    /// The totals, each sum rounded once.
+    pub fn rounded(&self) -> MetricTotals {
+        let [a, b, c, d, e, f, g, h] = &self.sums;
         MetricTotals {
-            sum: a.sum - b.sum,
-            sum_squares: a.sum_squares - b.sum_squares,
-            denominator_sum: a.denominator_sum - b.denominator_sum,
-            denominator_sum_squares: a.denominator_sum_squares - b.denominator_sum_squares,
-            sum_products: a.sum_products - b.sum_products,
-            covariate_sum: a.covariate_sum - b.covariate_sum,
-            covariate_sum_squares: a.covariate_sum_squares - b.covariate_sum_squares,
-            covariate_sum_products: a.covariate_sum_products - b.covariate_sum_products,
-            covariate_count: a.covariate_count.saturating_sub(b.covariate_count),
+            sum: a.value(),
+            sum_squares: b.value(),
+            denominator_sum: c.value(),
+            denominator_sum_squares: d.value(),
+            sum_products: e.value(),
+            covariate_sum: f.value(),
+            covariate_sum_squares: g.value(),
+            covariate_sum_products: h.value(),
+            covariate_count: self.covariate_count,
+        }
+    }
+
+    /// The sums (for storing), in the order of [`MetricTotals`]' fields.
+    pub fn sums(&self) -> &[ExactSum; 8] {
+        &self.sums
+    }
+
+    /// Units with a covariate.
+    pub fn covariate_count(&self) -> u64 {
+        self.covariate_count
+    }
+
+    /// Totals from stored parts.
+    pub fn from_parts(sums: [ExactSum; 8], covariate_count: u64) -> ExactMetricTotals {
+        ExactMetricTotals {
+            sums,
+            covariate_count,
         }
     }
 }
@@ -329,52 +468,107 @@ pub struct TotalsDelta {
     /// New participants (0 or 1).
     pub participants: u64,
     /// The metric slot and the change to its totals.
-    pub metric: Option<(u32, MetricTotals)>,
+    pub metric: Option<(u32, MetricChange)>,
 }
 
 impl ExperimentTotals {
-    /// Applies a delta.
+    /// The totals of variant `index` (zeros when nothing was recorded for it).
+    pub fn variant(&self, index: usize) -> VariantTotals {
+        self.variants.get(index).cloned().unwrap_or_default()
+    }
+}
+
+/// One variant's exact running totals.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExactVariantTotals {
+    /// Enrolled units.
+    pub participants: u64,
+    /// Per metric slot.
+    pub metrics: Vec<ExactMetricTotals>,
+}
+
+/// An experiment's exact running totals, per variant index: what a store keeps and adds
+/// events' [`TotalsDelta`]s to. [`ExactTotals::rounded`] is what it returns from
+/// [`Storage::totals`](super::Storage::totals).
+///
+/// # Examples
+///
+/// ```
+/// use abkit::storage::{ExactTotals, MetricChange, MetricTotals, TotalsDelta};
+///
+/// let value = |x: f64| MetricTotals { sum: x, sum_squares: x * x, ..MetricTotals::default() };
+/// let change = |before: f64, after: f64| TotalsDelta {
+///     variant: 0,
+///     participants: 0,
+///     metric: Some((0, MetricChange { removed: value(before), added: value(after) })),
+/// };
+/// let mut totals = ExactTotals::default();
+/// totals.apply(&change(0.0, 1e20)); // a whale
+/// totals.apply(&change(0.0, 1.5)); // another unit
+/// totals.apply(&change(1e20, 0.0)); // the whale's value cancelled
+/// let m = totals.rounded().variant(0).metrics[0];
+/// assert_eq!((m.sum, m.sum_squares), (1.5, 2.25));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExactTotals {
+    /// Per variant index.
+    pub variants: Vec<ExactVariantTotals>,
+}
+
+impl ExactTotals {
+    /// Applies an event's change.
     pub fn apply(&mut self, delta: &TotalsDelta) {
         let v = delta.variant as usize;
         if self.variants.len() <= v {
-            self.variants.resize_with(v + 1, VariantTotals::default);
+            self.variants
+                .resize_with(v + 1, ExactVariantTotals::default);
         }
         if let Some(t) = self.variants.get_mut(v) {
             t.participants = t.participants.saturating_add(delta.participants);
-            if let Some((slot, d)) = &delta.metric {
+            if let Some((slot, change)) = &delta.metric {
                 let s = *slot as usize;
                 if t.metrics.len() <= s {
-                    t.metrics.resize_with(s + 1, MetricTotals::default);
+                    t.metrics.resize_with(s + 1, ExactMetricTotals::default);
                 }
                 if let Some(m) = t.metrics.get_mut(s) {
-                    m.add(d);
+                    m.apply(change);
                 }
             }
         }
     }
 
-    /// Adds another set of totals (shards of one experiment).
-    pub fn merge(&mut self, other: &ExperimentTotals) {
+    /// Adds another set of totals exactly (shards of one experiment, a batch's change).
+    pub fn merge(&mut self, other: &ExactTotals) {
         for (i, v) in other.variants.iter().enumerate() {
             if self.variants.len() <= i {
-                self.variants.resize_with(i + 1, VariantTotals::default);
+                self.variants
+                    .resize_with(i + 1, ExactVariantTotals::default);
             }
             if let Some(t) = self.variants.get_mut(i) {
                 t.participants = t.participants.saturating_add(v.participants);
                 if t.metrics.len() < v.metrics.len() {
                     t.metrics
-                        .resize_with(v.metrics.len(), MetricTotals::default);
+                        .resize_with(v.metrics.len(), ExactMetricTotals::default);
                 }
                 for (m, d) in t.metrics.iter_mut().zip(&v.metrics) {
-                    m.add(d);
+                    m.merge(d);
                 }
             }
         }
     }
 
-    /// The totals of variant `index` (zeros when nothing was recorded for it).
-    pub fn variant(&self, index: usize) -> VariantTotals {
-        self.variants.get(index).cloned().unwrap_or_default()
+    /// The totals, each sum rounded once.
+    pub fn rounded(&self) -> ExperimentTotals {
+        ExperimentTotals {
+            variants: self
+                .variants
+                .iter()
+                .map(|v| VariantTotals {
+                    participants: v.participants,
+                    metrics: v.metrics.iter().map(ExactMetricTotals::rounded).collect(),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -454,40 +648,59 @@ impl UnitState {
         }
     }
 
-    /// A state from its stored parts.
+    /// A state from its stored parts: `values` are (slot, value) pairs in any order (zero
+    /// values are dropped; of two for one slot, the later is kept).
     pub fn new(
         variant: u32,
         exposed_at: Timestamp,
         excluded: bool,
-        values: Vec<UnitValue>,
+        mut values: Vec<(u32, UnitValue)>,
     ) -> UnitState {
-        let converted = values
-            .iter()
-            .take(64)
-            .enumerate()
-            .filter(|(_, v)| v.numerator >= 1.0)
-            .fold(0u64, |acc, (i, _)| acc | (1 << i));
+        // Stable: of equal slots the later stays last, and is the one kept.
+        values.sort_by_key(|&(slot, _)| slot);
+        let mut kept: Vec<(u32, UnitValue)> = Vec::with_capacity(values.len());
+        for (slot, v) in values {
+            match kept.last_mut() {
+                Some(last) if last.0 == slot => last.1 = v,
+                _ => kept.push((slot, v)),
+            }
+        }
+        let mut converted = 0u64;
+        kept.retain(|&(slot, v)| {
+            if slot < 64 && v.numerator >= 1.0 {
+                converted |= 1 << slot;
+            }
+            // A plain conversion is its bit alone.
+            v != UnitValue::default() && !(slot < 64 && v == ONE)
+        });
         UnitState {
             variant,
             exposed_at,
             excluded,
-            values: (!values.is_empty()).then(|| Box::new(Values(values))),
+            values: (!kept.is_empty()).then(|| Box::new(Values(kept))),
             converted,
         }
     }
 
-    /// Its metric values by slot (slots past the end are zero), plain conversions included.
+    /// Its non-zero metric values, (slot, value) by ascending slot, plain conversions included.
     /// Builds a vector: for storing and reporting, not for the event path (use
     /// [`UnitState::value`]).
-    pub fn values(&self) -> Vec<UnitValue> {
+    pub fn values(&self) -> Vec<(u32, UnitValue)> {
         let stored = self.stored();
-        let bits = 64 - u64::leading_zeros(self.converted) as usize;
-        (0..stored.len().max(bits))
-            .map(|i| self.value(i as u32))
-            .collect()
+        let mut out = stored.to_vec();
+        let mut bits = self.converted;
+        while bits != 0 {
+            let slot = bits.trailing_zeros();
+            bits &= bits - 1;
+            if stored.binary_search_by_key(&slot, |&(s, _)| s).is_err() {
+                out.push((slot, ONE));
+            }
+        }
+        out.sort_by_key(|&(slot, _)| slot);
+        out
     }
 
-    fn stored(&self) -> &[UnitValue] {
+    fn stored(&self) -> &[(u32, UnitValue)] {
         self.values.as_ref().map_or(&[], |v| &v.0)
     }
 
@@ -502,15 +715,12 @@ impl UnitState {
 
     /// The unit's value in `slot` (zero when absent).
     pub fn value(&self, slot: u32) -> UnitValue {
-        let mut v = self
-            .stored()
-            .get(slot as usize)
-            .copied()
-            .unwrap_or_default();
-        if slot < 64 && self.converted & (1 << slot) != 0 && v.numerator < 1.0 {
-            v.numerator = 1.0;
+        let stored = self.stored();
+        match stored.binary_search_by_key(&slot, |&(s, _)| s) {
+            Ok(i) => stored.get(i).map_or_else(UnitValue::default, |&(_, v)| v),
+            Err(_) if slot < 64 && self.converted & (1 << slot) != 0 => ONE,
+            Err(_) => UnitValue::default(),
         }
-        v
     }
 
     fn update(
@@ -522,23 +732,30 @@ impl UnitState {
         if !bounded(&after) {
             return (EventOutcome::Rejected(Rejection::InvalidValue), None);
         }
-        let i = slot.index as usize;
-        // A plain conversion in the first 64 slots is its bit alone (no allocation), unless a
-        // value is already stored there.
-        let plain = slot.index < 64
-            && after
-                == UnitValue {
-                    numerator: 1.0,
-                    ..UnitValue::default()
+        // A plain conversion in the first 64 slots is its bit alone (no allocation); a zero
+        // value is nothing.
+        let bare = after == UnitValue::default() || (slot.index < 64 && after == ONE);
+        let found = self.stored().binary_search_by_key(&slot.index, |&(s, _)| s);
+        match (found, bare) {
+            (Ok(i), true) => {
+                if let Some(v) = self.values.as_mut() {
+                    v.0.remove(i);
+                    if v.0.is_empty() {
+                        self.values = None;
+                    }
                 }
-            && self.stored().len() <= i;
-        if !plain {
-            let values = &mut self.values.get_or_insert_with(Box::default).0;
-            if values.len() <= i {
-                values.resize_with(i + 1, UnitValue::default);
             }
-            if let Some(v) = values.get_mut(i) {
-                *v = after;
+            (Ok(i), false) => {
+                if let Some(v) = self.values.as_mut().and_then(|v| v.0.get_mut(i)) {
+                    v.1 = after;
+                }
+            }
+            (Err(_), true) => {}
+            (Err(i), false) => {
+                self.values
+                    .get_or_insert_with(Box::default)
+                    .0
+                    .insert(i, (slot.index, after));
             }
         }
         if slot.index < 64 {
@@ -555,7 +772,13 @@ impl UnitState {
         let delta = TotalsDelta {
             variant: self.variant,
             participants: 0,
-            metric: Some((slot.index, MetricTotals::change(&before, &after, slot.cap))),
+            metric: Some((
+                slot.index,
+                MetricChange {
+                    removed: MetricTotals::of(&before, slot.cap),
+                    added: MetricTotals::of(&after, slot.cap),
+                },
+            )),
         };
         (EventOutcome::Recorded, Some(delta))
     }
@@ -598,8 +821,8 @@ mod tests {
         assert_eq!(
             (
                 d.variant,
-                d.metric.unwrap().1.sum,
-                d.metric.unwrap().1.sum_squares
+                d.metric.unwrap().1.added.sum - d.metric.unwrap().1.removed.sum,
+                d.metric.unwrap().1.added.sum_squares
             ),
             (1, 1.0, 1.0)
         );
@@ -621,7 +844,7 @@ mod tests {
                 excluded: false,
             },
         );
-        let mut totals = MetricTotals::default();
+        let mut totals = ExactMetricTotals::default();
         for v in [3.0, 4.0, 10.0] {
             let k = UnitEventKind::Metric {
                 slot: slot(Aggregation::Sum, Some(10.0)),
@@ -629,9 +852,10 @@ mod tests {
                 denominator: 1.0,
             };
             let (_, d) = UnitState::apply(&mut st, t, &k);
-            totals.add(&d.unwrap().metric.unwrap().1);
+            totals.apply(&d.unwrap().metric.unwrap().1);
         }
         // per-unit total 17 capped at 10; denominator 3.
+        let totals = totals.rounded();
         assert_eq!(totals.sum, 10.0);
         assert_eq!(totals.sum_squares, 100.0);
         assert_eq!(totals.denominator_sum, 3.0);
@@ -715,7 +939,7 @@ mod tests {
                 excluded: false,
             },
         );
-        let mut totals = MetricTotals::default();
+        let mut totals = ExactMetricTotals::default();
         let s = slot(Aggregation::Sum, None);
         for k in [
             UnitEventKind::Metric {
@@ -732,7 +956,7 @@ mod tests {
                 value: 3.0,
             },
         ] {
-            totals.add(
+            totals.apply(
                 &UnitState::apply(&mut st, t, &k)
                     .1
                     .unwrap()
@@ -741,6 +965,7 @@ mod tests {
                     .1,
             );
         }
+        let totals = totals.rounded();
         assert_eq!(
             (
                 totals.covariate_sum,
@@ -795,15 +1020,7 @@ mod tests {
         assert!(s.values.is_none(), "no allocation for a plain conversion");
         assert_eq!(s.value(3), one());
         assert_eq!(s.value(2), UnitValue::default());
-        assert_eq!(
-            s.values(),
-            vec![
-                UnitValue::default(),
-                UnitValue::default(),
-                UnitValue::default(),
-                one()
-            ]
-        );
+        assert_eq!(s.values(), vec![(3, one())]);
         // The stored form round-trips to an equal state.
         let back = UnitState::new(s.variant, s.exposed_at, s.excluded, s.values());
         assert_eq!(back, s);
@@ -829,8 +1046,7 @@ mod tests {
         // Back to exactly 1 with a value stored there: stored, and still 1.
         UnitState::apply(&mut st, t, &metric(0, Aggregation::Sum, 0.5));
         assert_eq!(st.as_ref().unwrap().value(0), one());
-        // A conversion below a stored slot (the vector is longer): a bit, read as 1, even
-        // though slot 1's stored entry is a zero filler.
+        // A conversion below a stored slot: a bit, read as 1.
         UnitState::apply(&mut st, t, &metric(4, Aggregation::Sum, 5.0));
         UnitState::apply(&mut st, t, &metric(1, Aggregation::Once, 1.0));
         assert_eq!(st.as_ref().unwrap().value(1), one());
@@ -858,6 +1074,190 @@ mod tests {
         assert_eq!(back, s);
         for i in 0..6 {
             assert_eq!(back.value(i), s.value(i), "slot {i}");
+        }
+    }
+
+    #[test]
+    fn a_late_slot_costs_one_value_not_the_slots_before_it() {
+        let t = Timestamp::from_unix_millis(1);
+        let mut st = enrolled();
+        UnitState::apply(&mut st, t, &metric(255, Aggregation::Sum, 2.5));
+        UnitState::apply(&mut st, t, &metric(130, Aggregation::Sum, 1.0));
+        let s = st.clone().unwrap();
+        assert_eq!(s.stored().len(), 2, "two values stored, not 256");
+        assert_eq!(s.value(255).numerator, 2.5);
+        assert_eq!(s.value(130).numerator, 1.0);
+        assert_eq!(s.value(200), UnitValue::default());
+        assert!(s.has_converted(130) && !s.has_converted(131));
+        assert_eq!(
+            s.values().iter().map(|v| v.0).collect::<Vec<_>>(),
+            [130, 255]
+        );
+        // A value summed back to zero is removed.
+        UnitState::apply(&mut st, t, &metric(130, Aggregation::Sum, -1.0));
+        assert_eq!(st.as_ref().unwrap().stored().len(), 1);
+        // The serialized form is sparse too, and round-trips.
+        let json = serde_json::to_value(st.as_ref().unwrap()).unwrap();
+        assert_eq!(json["values"].as_array().map(Vec::len), Some(1));
+        assert_eq!(json["values"][0]["slot"], 255);
+        let back: UnitState = serde_json::from_value(json).unwrap();
+        assert_eq!(&back, st.as_ref().unwrap());
+        // Stored parts in any order, with a duplicate slot: sorted, the later kept.
+        let v = |x: f64| UnitValue {
+            numerator: x,
+            ..UnitValue::default()
+        };
+        let s = UnitState::new(0, t, false, vec![(9, v(2.0)), (3, v(0.5)), (9, v(4.0))]);
+        assert_eq!(s.values(), vec![(3, v(0.5)), (9, v(4.0))]);
+    }
+
+    mod exact_totals {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Applies events to units and to exact totals, and checks the totals against a fresh
+        /// fold of the units' current states.
+        fn check(ops: &[(u8, u8, f64, bool)]) -> Result<(), TestCaseError> {
+            let t = Timestamp::from_unix_millis(1);
+            let cap = Some(1e30);
+            let mut units: Vec<Option<UnitState>> = vec![None; 8];
+            let mut totals = ExactTotals::default();
+            for &(unit, kind, value, covariate) in ops {
+                let Some(st) = units.get_mut(usize::from(unit % 8)) else {
+                    continue;
+                };
+                if st.is_none() {
+                    let exposure = UnitEventKind::Exposure {
+                        variant: u32::from(unit % 2),
+                        excluded: false,
+                    };
+                    if let (_, Some(d)) = UnitState::apply(st, t, &exposure) {
+                        totals.apply(&d);
+                    }
+                }
+                let slot = MetricSlot {
+                    index: u32::from(kind % 3),
+                    aggregation: Aggregation::Sum,
+                    cap,
+                    window_millis: None,
+                };
+                let event = if covariate {
+                    UnitEventKind::Covariate { slot, value }
+                } else {
+                    UnitEventKind::Metric {
+                        slot,
+                        value,
+                        denominator: value / 3.0,
+                    }
+                };
+                if let (_, Some(d)) = UnitState::apply(st, t, &event) {
+                    totals.apply(&d);
+                }
+            }
+            // A fresh fold, exact too, of the units' current contributions.
+            let mut fresh = ExactTotals::default();
+            let mut largest = 0f64;
+            for st in units.iter().flatten() {
+                fresh.apply(&TotalsDelta {
+                    variant: st.variant,
+                    participants: 1,
+                    metric: None,
+                });
+                for (slot, v) in st.values() {
+                    let added = MetricTotals::of(&v, cap);
+                    largest = added.sums().iter().fold(largest, |m, x| m.max(x.abs()));
+                    fresh.apply(&TotalsDelta {
+                        variant: st.variant,
+                        participants: 0,
+                        metric: Some((
+                            slot,
+                            MetricChange {
+                                removed: MetricTotals::default(),
+                                added,
+                            },
+                        )),
+                    });
+                }
+            }
+            let (got, want) = (totals.rounded(), fresh.rounded());
+            for (i, w) in want.variants.iter().enumerate() {
+                let g = got.variant(i);
+                prop_assert_eq!(g.participants, w.participants);
+                for (j, wm) in w.metrics.iter().enumerate() {
+                    let gm = g.metrics.get(j).copied().unwrap_or_default();
+                    for (a, b) in gm.sums().iter().zip(wm.sums()) {
+                        prop_assert!(
+                            (a - b).abs() <= 1e-12 * largest,
+                            "{} vs {} (largest {})",
+                            a,
+                            b,
+                            largest
+                        );
+                    }
+                    prop_assert_eq!(gm.covariate_count, wm.covariate_count);
+                }
+            }
+            Ok(())
+        }
+
+        #[test]
+        fn a_cancelled_whale_leaves_the_small_values() {
+            // value("whale", 1e20), value("u1", 1.5), value("whale", -1e20): 1.5 and 2.25.
+            let t = Timestamp::from_unix_millis(1);
+            let slot = slot_at(0, Aggregation::Sum);
+            let mut totals = ExactTotals::default();
+            let mut units = [enrolled(), enrolled()];
+            for (u, x) in [(0, 1e20), (1, 1.5), (0, -1e20)] {
+                let event = UnitEventKind::Metric {
+                    slot,
+                    value: x,
+                    denominator: 0.0,
+                };
+                if let (_, Some(d)) = UnitState::apply(&mut units[u], t, &event) {
+                    totals.apply(&d);
+                }
+            }
+            let m = totals.rounded().variant(0).metrics[0];
+            assert_eq!((m.sum, m.sum_squares), (1.5, 2.25));
+            // A unit raised far and brought back: its earlier small square does not linger.
+            let mut totals = ExactTotals::default();
+            let mut st = enrolled();
+            for x in [3.0, 1e20, -1e20] {
+                let event = UnitEventKind::Metric {
+                    slot,
+                    value: x,
+                    denominator: 0.0,
+                };
+                if let (_, Some(d)) = UnitState::apply(&mut st, t, &event) {
+                    totals.apply(&d);
+                }
+            }
+            let m = totals.rounded().variant(0).metrics[0];
+            assert_eq!(
+                (m.sum, m.sum_squares),
+                (
+                    st.as_ref().unwrap().value(0).numerator,
+                    st.as_ref().unwrap().value(0).numerator.powi(2)
+                )
+            );
+        }
+
+        fn magnitude() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                (-1e3f64..1e3),
+                (-1e3f64..1e3).prop_map(|x| x * 1e17),
+                (-1e3f64..1e3).prop_map(|x| x * 1e-9),
+                Just(0.0),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 400, rng_seed: proptest::test_runner::RngSeed::Fixed(2), ..ProptestConfig::default() })]
+
+            #[test]
+            fn prop_totals_equal_a_fresh_fold_of_the_units(ops in proptest::collection::vec((any::<u8>(), any::<u8>(), magnitude(), proptest::bool::weighted(0.15)), 1..120)) {
+                check(&ops)?;
+            }
         }
     }
 }

@@ -6,14 +6,21 @@
 //! * **2** — adds the unique index `abkit_records_unique_key` on `(kind, unique_key)`, which
 //!   makes the per-kind unique key a database constraint (and its look-up an index search).
 //!   Migrating refuses a version-1 database whose records already break that constraint.
+//! * **3** — exact totals, sparse unit values, event ids per scope (see `blob`):
+//!   `abkit_totals.metrics` holds each sum's exact partials, so cancelled large values leave
+//!   the small ones intact; `abkit_units.metric_values` holds only the slots with a value;
+//!   `abkit_event_ids` gains `scope` (the metric, covariate or exposure an id is for: one order
+//!   id may carry a conversion and a revenue value), and `abkit_units` gains `event_ids` (how
+//!   many ids a unit has, bounded by `MAX_EVENT_IDS_PER_UNIT`). Migrating rewrites every blob;
+//!   ids remembered before are kept with scope −1, which matches every scope (as they did).
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::map_err;
+use super::{blob, map_err};
 use crate::storage::StorageError;
 
 /// The schema version this build writes.
-pub(super) const CURRENT_VERSION: i64 = 2;
+pub(super) const CURRENT_VERSION: i64 = 3;
 
 /// The tables every version has (version 1's layout).
 pub(super) const V1_TABLES: &str = "
@@ -183,15 +190,18 @@ pub(super) fn prepare(
     refuse(&found)?;
     match found {
         Found::Empty => {
+            // A new database takes the same path as an old one: version 1, then each migration.
             tx.execute_batch(V1_TABLES).map_err(map_err)?;
-            tx.execute_batch(V2_INDEX).map_err(map_err)?;
-            tx.execute(
-                "INSERT INTO abkit_schema (id, version) VALUES (1, ?1)",
-                [CURRENT_VERSION],
-            )
-            .map_err(map_err)?;
+            tx.execute("INSERT INTO abkit_schema (id, version) VALUES (1, 1)", [])
+                .map_err(map_err)?;
+            migrate_1_to_2(&tx)?;
+            migrate_2_to_3(&tx)?;
         }
-        Found::Version(1) => migrate_1_to_2(&tx)?,
+        Found::Version(1) => {
+            migrate_1_to_2(&tx)?;
+            migrate_2_to_3(&tx)?;
+        }
+        Found::Version(2) => migrate_2_to_3(&tx)?,
         _ => {}
     }
     tx.commit().map_err(map_err)
@@ -224,6 +234,72 @@ fn migrate_1_to_2(conn: &Connection) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Version 2 to 3: event ids per scope with a per-unit count; sparse values and exact totals.
+fn migrate_2_to_3(conn: &Connection) -> Result<(), StorageError> {
+    conn.execute_batch(
+        "ALTER TABLE abkit_units ADD COLUMN event_ids INTEGER NOT NULL DEFAULT 0;
+         CREATE TABLE abkit_event_ids_v3 (
+             unit_id INTEGER NOT NULL,
+             event_id TEXT NOT NULL,
+             scope INTEGER NOT NULL,
+             PRIMARY KEY (unit_id, event_id, scope)
+         ) WITHOUT ROWID;
+         INSERT INTO abkit_event_ids_v3 (unit_id, event_id, scope)
+             SELECT unit_id, event_id, -1 FROM abkit_event_ids;
+         DROP TABLE abkit_event_ids;
+         ALTER TABLE abkit_event_ids_v3 RENAME TO abkit_event_ids;
+         UPDATE abkit_units SET event_ids =
+             (SELECT COUNT(*) FROM abkit_event_ids WHERE unit_id = abkit_units.id);",
+    )
+    .map_err(map_err)?;
+    let units: Vec<(i64, Vec<u8>)> = rows(conn, "SELECT id, metric_values FROM abkit_units")?;
+    let mut update = conn
+        .prepare("UPDATE abkit_units SET metric_values = ?2 WHERE id = ?1")
+        .map_err(map_err)?;
+    let mut out = Vec::new();
+    for (id, bytes) in units {
+        blob::encode_values(&blob::decode_values_v2(&bytes).map_err(cannot)?, &mut out);
+        update
+            .execute(rusqlite::params![id, out])
+            .map_err(map_err)?;
+    }
+    let totals: Vec<(String, i64, Vec<u8>)> = {
+        let mut stmt = conn
+            .prepare("SELECT experiment, variant, metrics FROM abkit_totals")
+            .map_err(map_err)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(map_err)?
+            .collect::<Result<_, _>>()
+            .map_err(map_err)?
+    };
+    let mut update = conn
+        .prepare("UPDATE abkit_totals SET metrics = ?3 WHERE experiment = ?1 AND variant = ?2")
+        .map_err(map_err)?;
+    for (experiment, variant, bytes) in totals {
+        let exact = blob::encode_totals(&blob::decode_totals_v2(&bytes).map_err(cannot)?);
+        update
+            .execute(rusqlite::params![experiment, variant, exact])
+            .map_err(map_err)?;
+    }
+    conn.execute("UPDATE abkit_schema SET version = 3 WHERE id = 1", [])
+        .map_err(map_err)?;
+    Ok(())
+}
+
+/// Every (id, blob) row of `select`.
+fn rows(conn: &Connection, select: &str) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
+    let mut stmt = conn.prepare(select).map_err(map_err)?;
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(map_err)?
+        .collect::<Result<_, _>>()
+        .map_err(map_err)
+}
+
+/// A version-2 blob that cannot be read: the migration is refused (and rolled back).
+fn cannot(e: StorageError) -> StorageError {
+    StorageError::Schema(format!("cannot migrate schema version 2 to 3: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,17 +316,17 @@ mod tests {
     fn creates_the_current_schema_on_an_empty_database() {
         let mut conn = Connection::open_in_memory().unwrap();
         prepare(&mut conn, |_| Ok(())).unwrap();
-        assert_eq!(inspect(&conn).unwrap(), Found::Version(2));
+        assert_eq!(inspect(&conn).unwrap(), Found::Version(CURRENT_VERSION));
         // Idempotent.
         prepare(&mut conn, |_| Ok(())).unwrap();
-        assert_eq!(inspect(&conn).unwrap(), Found::Version(2));
+        assert_eq!(inspect(&conn).unwrap(), Found::Version(CURRENT_VERSION));
     }
 
     #[test]
     fn migrates_1_to_2_and_adds_the_index() {
         let mut conn = v1();
         prepare(&mut conn, |_| Ok(())).unwrap();
-        assert_eq!(inspect(&conn).unwrap(), Found::Version(2));
+        assert_eq!(inspect(&conn).unwrap(), Found::Version(CURRENT_VERSION));
         let n: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE name = 'abkit_records_unique_key'",
@@ -283,10 +359,10 @@ mod tests {
     #[test]
     fn refuses_newer_and_foreign_without_calling_before_write() {
         let mut conn = v1();
-        conn.execute("UPDATE abkit_schema SET version = 3", [])
+        conn.execute("UPDATE abkit_schema SET version = 4", [])
             .unwrap();
         let err = prepare(&mut conn, |_| panic!("must not be called")).unwrap_err();
-        assert!(matches!(err, StorageError::Schema(ref m) if m.contains("version 3")));
+        assert!(matches!(err, StorageError::Schema(ref m) if m.contains("version 4")));
 
         let mut foreign = Connection::open_in_memory().unwrap();
         foreign.execute_batch("CREATE TABLE users (id)").unwrap();
@@ -345,5 +421,31 @@ mod tests {
             check_read_only(&Connection::open_in_memory().unwrap()),
             Err(StorageError::Schema(_))
         ));
+    }
+
+    #[test]
+    fn an_unreadable_version_2_blob_refuses_the_migration_and_changes_nothing() {
+        let mut conn = v1();
+        conn.execute_batch(V2_INDEX).unwrap();
+        conn.execute_batch(
+            "UPDATE abkit_schema SET version = 2;
+             INSERT INTO abkit_units (experiment, unit, variant, exposed_at, excluded, metric_values)
+                 VALUES ('e', 'u', 0, 0, 0, x'0102');",
+        )
+        .unwrap();
+        let err = prepare(&mut conn, |_| Ok(())).unwrap_err();
+        assert!(
+            matches!(err, StorageError::Schema(ref m) if m.starts_with("cannot migrate schema version 2 to 3")),
+            "{err:?}"
+        );
+        assert_eq!(inspect(&conn).unwrap(), Found::Version(2));
+        let columns: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('abkit_units') WHERE name = 'event_ids'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(columns, 0, "rolled back");
     }
 }
