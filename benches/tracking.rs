@@ -190,5 +190,66 @@ fn floor(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, single, floor);
+/// The event-id check on a unit with many ids: a retry of one of 80 000 ids (issue 12 item 8:
+/// a scan of the unit's ids took 118–126 µs here).
+fn event_ids(c: &mut Criterion) {
+    use abkit::storage::{EventOutcome, MemoryStorage, Storage};
+    let store = MemoryStorage::new();
+    let slot = MetricSlot {
+        index: 0,
+        aggregation: Aggregation::Sum,
+        cap: None,
+        window_millis: None,
+    };
+    let event = |id: Option<&'static str>, kind| UnitEvent {
+        experiment: "exp",
+        unit: "heavy",
+        event_id: id,
+        at: Timestamp::from_unix_millis(1),
+        kind,
+    };
+    let value = UnitEventKind::Metric {
+        slot,
+        value: 1.0,
+        denominator: 0.0,
+    };
+    store
+        .apply_event(&event(
+            None,
+            UnitEventKind::Exposure {
+                variant: 0,
+                excluded: false,
+            },
+        ))
+        .expect("enrol");
+    let ids: Vec<String> = (0..80_000).map(|i| format!("order-{i}")).collect();
+    for chunk in ids.chunks(10_000) {
+        let batch: Vec<UnitEvent<'_>> = chunk
+            .iter()
+            .map(|id| UnitEvent {
+                event_id: Some(id),
+                ..event(None, value)
+            })
+            .collect();
+        store.apply_events(&batch).expect("fill");
+    }
+    let mut group = c.benchmark_group("tracking/event_id");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    group.bench_function("retry_among_80k_ids_one_unit", |b| {
+        b.iter(|| {
+            i = (i + 7919) % ids.len();
+            let e = UnitEvent {
+                event_id: ids.get(i).map(String::as_str),
+                ..event(None, value)
+            };
+            let out = store.apply_event(black_box(&e)).expect("apply");
+            debug_assert_eq!(out, EventOutcome::DuplicateEventId);
+            out
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, single, floor, event_ids);
 criterion_main!(benches);
