@@ -1,6 +1,6 @@
 //! Power analysis: sample size per arm and minimum detectable effect (two-sided z-test).
 
-use super::dist::z;
+use super::dist::{Dist, z};
 use super::error::{StatsError, invalid};
 
 /// Largest sample size returned (2⁵³, where f64 stops counting units exactly).
@@ -13,7 +13,21 @@ fn check_alpha_power(alpha: f64, power: f64) -> Result<(f64, f64), StatsError> {
     if !(power > 0.0 && power < 1.0) {
         return Err(invalid("power", format!("{power} is outside (0, 1)")));
     }
-    Ok((z(1.0 - alpha / 2.0), z(power)))
+    Ok((
+        Dist::Normal.upper_quantile(alpha / 2.0),
+        power_quantile(power),
+    ))
+}
+
+/// z_power = Φ⁻¹(power), from the tail `1 − power` when power is above ½ (that subtraction is
+/// exact there), so a power close to 1 keeps its digits. The quantile z₁₋α/₂ is likewise taken
+/// from the tail α/2 directly: `1 − α/2` rounds to 1 once α < 2⁻⁵³ (α = 1e-17 gave NaN).
+fn power_quantile(power: f64) -> f64 {
+    if power > 0.5 {
+        Dist::Normal.upper_quantile(1.0 - power)
+    } else {
+        z(power)
+    }
 }
 
 fn ceil_count(n: f64, field: &str, value: f64) -> Result<u64, StatsError> {
@@ -228,6 +242,48 @@ pub(crate) fn z_sum(alpha: f64, power: f64) -> Option<f64> {
 #[allow(clippy::excessive_precision)] // reference values are quoted with all their digits
 mod tests {
     use super::*;
+
+    /// Issue 12 item 18. Reference values from mpmath 1.3 at 50 digits: the upper quantile as
+    /// the root of log(erfc(x/√2)/2) = log(tail), and the sample-size formula in exact
+    /// arithmetic from the same doubles.
+    #[test]
+    fn extreme_alpha_takes_the_quantile_from_the_tail() {
+        assert_eq!(sample_size_proportion(0.1, 0.05, 1e-17, 0.8), Ok(652_397));
+        let (za, zb) = check_alpha_power(1e-17, 0.8).unwrap();
+        assert!((za - 8.573_944_076_720_882_7).abs() <= 1e-12 * za, "{za}");
+        assert!((zb - 0.841_621_233_572_914_2).abs() <= 1e-12, "{zb}");
+        for (tail, want) in [
+            (1e-300, 37.047_096_299_361_199),
+            (1e-17, 8.493_793_224_109_598_1),
+            (0.025, 1.959_963_984_540_054_2),
+        ] {
+            let got = Dist::Normal.upper_quantile(tail);
+            assert!(
+                (got - want).abs() <= 1e-12 * want,
+                "{tail}: {got} vs {want}"
+            );
+        }
+        // confidence 0.9999999999999999: α = 1.1102230246251565e-16, finite MDEs.
+        let alpha = 1.0 - 0.999_999_999_999_999_9_f64;
+        let (za, _) = check_alpha_power(alpha, 0.8).unwrap();
+        assert!((za - 8.292_361_075_813_595_5).abs() <= 1e-12 * za, "{za}");
+        let mde = minimum_detectable_effect_mean(10.0, 4.0, 100, alpha, 0.8).unwrap();
+        let want =
+            (8.292_361_075_813_595_5 + 0.841_621_233_572_914_2) * (2.0f64 / 100.0).sqrt() * 0.2;
+        assert!(
+            mde.is_some_and(|m| (m - want).abs() <= 1e-12 * want),
+            "{mde:?} vs {want}"
+        );
+        assert!(
+            minimum_detectable_effect_proportion(0.1, 10_000, alpha, 0.8)
+                .unwrap()
+                .is_some_and(f64::is_finite)
+        );
+        // Power close to 1 keeps its digits: the double 1 − 1e-12 is 1 − 1.000088900582341e-12,
+        // whose quantile is 7.0344869100478352.
+        let (_, zb) = check_alpha_power(0.05, 1.0 - 1e-12).unwrap();
+        assert!((zb - 7.034_486_910_047_835_2).abs() <= 1e-12 * zb, "{zb}");
+    }
 
     #[test]
     fn contract_example() {
