@@ -11,6 +11,8 @@
 //! * `tracking/apply_event/1M_units`: the same through `Storage::apply_event` alone.
 //! * `tracking/floor/dependent_load_128MB`: the machine's memory latency, the floor of any
 //!   single lookup in a table of that size (see `floor`).
+//! * `tracking/event_id/retry_among_80k_ids_one_unit`: `MemoryStorage::apply_event` of a retried
+//!   event id on a unit that has 80 000 (the de-duplication look-up).
 //! * `tracking/threads/{1,2}`: `Lab::track` from N threads at once on disjoint units; time per
 //!   event (wall time / events), so equal figures mean the store does not serialise threads.
 
@@ -192,6 +194,7 @@ fn floor(c: &mut Criterion) {
 
 /// The event-id check on a unit with many ids: a retry of one of 80 000 ids (issue 12 item 8:
 /// a scan of the unit's ids took 118–126 µs here).
+#[allow(clippy::expect_used)] // a benchmark: setup failures should abort loudly
 fn event_ids(c: &mut Criterion) {
     use abkit::storage::{EventOutcome, MemoryStorage, Storage};
     let store = MemoryStorage::new();
