@@ -6,6 +6,17 @@
 
 use regex::{Regex, RegexBuilder};
 
+/// The most one `$regex` pattern may compile to, in bytes: `.{800}` (any 800 characters) fits, in about 3 ms;
+/// `(a{1000}){1000}` does not, and is refused in well under a millisecond.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// What all the regexes of one condition may compile to together, in bytes. A pattern that compiles
+/// within 64 KiB (nearly all do) is charged 64 KiB, a larger one its 1 MiB limit, so a condition
+/// holds 64 ordinary patterns or four large ones: parsing one condition stays within a few
+/// megabytes and milliseconds (400 × `.{800}` took 1–2 s and 239 MiB).
+pub const REGEX_BUDGET: usize = 4 << 20;
+/// The charge of a pattern that compiles within it.
+const SMALL_REGEX: usize = 64 << 10;
+
 /// A compiled `$regex`, `$regexi`, `$notRegex` or `$notRegexi` pattern.
 #[derive(Debug, Clone)]
 pub(crate) struct JsRegex {
@@ -94,12 +105,62 @@ fn is_counted_repetition(mut rest: impl Iterator<Item = char>) -> bool {
 }
 
 impl JsRegex {
-    /// Compiles a JavaScript pattern; the error is a one-line reason.
+    /// Compiles a JavaScript pattern on its own (a full [`REGEX_BUDGET`]); the error is a
+    /// one-line reason.
+    #[cfg(test)]
     pub(crate) fn new(pattern: &str, insensitive: bool) -> Result<Self, String> {
-        let re = RegexBuilder::new(&translate_js_regex(pattern))
-            .case_insensitive(insensitive)
-            .build()
-            .map_err(|e| regex_reason(&e))?;
+        let mut budget = REGEX_BUDGET;
+        Self::within(pattern, insensitive, &mut budget)
+    }
+
+    /// Compiles a JavaScript pattern, charging what it may take to `budget` (the bytes the
+    /// condition's regexes have left, see [`REGEX_BUDGET`]); the error is a one-line reason.
+    pub(crate) fn within(
+        pattern: &str,
+        insensitive: bool,
+        budget: &mut usize,
+    ) -> Result<Self, String> {
+        let source = translate_js_regex(pattern);
+        let build = |limit: usize| {
+            RegexBuilder::new(&source)
+                .case_insensitive(insensitive)
+                .size_limit(limit)
+                .build()
+        };
+        let exhausted = || {
+            format!(
+                "the condition's regexes together exceed the budget of {} MiB compiled \
+                 (64 ordinary patterns or 4 large ones); split the condition into audiences",
+                REGEX_BUDGET >> 20
+            )
+        };
+        if *budget < SMALL_REGEX {
+            return Err(exhausted());
+        }
+        let (re, charge) = match build(SMALL_REGEX) {
+            Ok(re) => (re, SMALL_REGEX),
+            Err(regex::Error::CompiledTooBig(_)) if *budget == SMALL_REGEX => {
+                return Err(exhausted());
+            }
+            Err(regex::Error::CompiledTooBig(_)) => {
+                let limit = REGEX_SIZE_LIMIT.min(*budget);
+                match build(limit) {
+                    Ok(re) => (re, limit),
+                    Err(regex::Error::CompiledTooBig(_)) if limit < REGEX_SIZE_LIMIT => {
+                        return Err(exhausted());
+                    }
+                    Err(regex::Error::CompiledTooBig(_)) => {
+                        return Err(format!(
+                            "it compiles to more than the limit of {} MiB; use smaller repetition counts",
+                            REGEX_SIZE_LIMIT >> 20
+                        ));
+                    }
+                    Err(e) => return Err(regex_reason(&e)),
+                }
+            }
+            Err(e) => return Err(regex_reason(&e)),
+        };
+        *budget = budget.saturating_sub(charge);
         Ok(Self {
             pattern: pattern.into(),
             insensitive,
@@ -169,5 +230,50 @@ mod tests {
         assert!(ci.is_match("abc") && !ci.is_match("cab"));
         assert_eq!(ci, JsRegex::new("^AB", true).unwrap());
         assert_ne!(ci, JsRegex::new("^AB", false).unwrap());
+    }
+
+    #[test]
+    fn one_condition_has_a_regex_budget() {
+        use crate::targeting::{Condition, ConditionError};
+        use serde_json::json;
+        // 400 × ".{800}": refused at the fifth, naming where and why.
+        let many: Vec<_> = (0..400)
+            .map(|_| json!({"a": {"$regex": ".{800}"}}))
+            .collect();
+        match Condition::parse(&json!({"$and": many})) {
+            Err(ConditionError::InvalidRegex {
+                path,
+                pattern,
+                reason,
+            }) => {
+                assert_eq!(path, "/$and/4/a/$regex");
+                assert_eq!(pattern, ".{800}");
+                assert!(reason.contains("budget of 4 MiB"), "{reason}");
+            }
+            other => panic!("expected the budget to run out, got {other:?}"),
+        }
+        // Four large ones fit; so do 64 ordinary ones.
+        let four: Vec<_> = (0..4).map(|_| json!({"a": {"$regex": ".{800}"}})).collect();
+        assert!(Condition::parse(&json!({"$and": four})).is_ok());
+        let ordinary: Vec<_> = (0..64)
+            .map(|i| json!({"email": {"$regexi": format!("^user{i}@example\\.(com|org)$")}}))
+            .collect();
+        assert!(Condition::parse(&json!({"$or": ordinary.clone()})).is_ok());
+        let mut over = ordinary;
+        over.push(json!({"email": {"$regex": "x"}}));
+        assert!(matches!(
+            Condition::parse(&json!({"$or": over})),
+            Err(ConditionError::InvalidRegex { reason, .. }) if reason.contains("budget")
+        ));
+        // One pattern beyond the per-pattern limit.
+        let err = JsRegex::new("(a{1000}){1000}", false).unwrap_err();
+        assert!(err.contains("more than the limit of 1 MiB"), "{err}");
+        let message = Condition::parse(&json!({"a": {"$regex": "(a{1000}){1000}"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("condition at /a/$regex: invalid regex"),
+            "{message}"
+        );
     }
 }

@@ -83,6 +83,7 @@ use serde_json::Value;
 
 pub use error::ConditionError;
 pub use groups::SavedGroups;
+pub use jsregex::{REGEX_BUDGET, REGEX_SIZE_LIMIT};
 
 use ast::{Clause, CondNode, ElemMatch, GroupRef, Op, ValueTest};
 use plan::Plan;

@@ -110,10 +110,21 @@ impl<'a> Ptr<'a> {
 }
 
 /// What parsing produces besides the tree.
-#[derive(Default)]
 pub(crate) struct ParseOutput {
     /// Saved group ids referenced, distinct, in order of appearance.
     pub(crate) groups: Vec<Box<str>>,
+    /// What the condition's regexes may still compile to (bytes, see
+    /// [`super::jsregex::REGEX_BUDGET`]).
+    regex_budget: usize,
+}
+
+impl Default for ParseOutput {
+    fn default() -> Self {
+        ParseOutput {
+            groups: Vec::new(),
+            regex_budget: super::jsregex::REGEX_BUDGET,
+        }
+    }
 }
 
 /// Parses a top-level condition.
@@ -471,13 +482,13 @@ fn parse_op(
             let Value::String(pattern) = v else {
                 return Err(invalid(ptr, op, "a regular expression string", v));
             };
-            let re = JsRegex::new(pattern, op.ends_with('i')).map_err(|reason| {
-                ConditionError::InvalidRegex {
+            let re = JsRegex::within(pattern, op.ends_with('i'), &mut out.regex_budget).map_err(
+                |reason| ConditionError::InvalidRegex {
                     path: ptr.render(),
                     pattern: pattern.clone(),
                     reason,
-                }
-            })?;
+                },
+            )?;
             if op.starts_with("$not") {
                 Op::NotRegex(re)
             } else {
