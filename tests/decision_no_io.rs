@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use abkit::storage::{
-    EventOutcome, ExperimentTotals, MemoryStorage, Record, RecordKind, RecordWrite, Storage,
-    StorageError, UnitEvent, UnitState,
+    EventOutcome, ExperimentTotals, MemoryStorage, Record, RecordChange, RecordKind, RecordWrite,
+    Storage, StorageError, UnitEvent, UnitState,
 };
 use abkit::{Context, Lab, NewExperiment, NewFlag, Reason};
 use serde_json::json;
@@ -49,6 +49,11 @@ impl Storage for Tripwire {
     fn delete_record(&self, kind: RecordKind, id: &str, expected: u64) -> Result<(), StorageError> {
         self.check("delete_record");
         self.inner.delete_record(kind, id, expected)
+    }
+
+    fn commit(&self, changes: &[RecordChange<'_>]) -> Result<Vec<u64>, StorageError> {
+        self.check("commit");
+        self.inner.commit(changes)
     }
 
     fn apply_events(&self, events: &[UnitEvent<'_>]) -> Result<Vec<EventOutcome>, StorageError> {

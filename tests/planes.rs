@@ -463,6 +463,12 @@ impl abkit::storage::Storage for Flaky {
     ) -> Result<u64, abkit::storage::StorageError> {
         self.inner.put_record(write, expected)
     }
+    fn commit(
+        &self,
+        changes: &[abkit::storage::RecordChange<'_>],
+    ) -> Result<Vec<u64>, abkit::storage::StorageError> {
+        self.inner.commit(changes)
+    }
     fn delete_record(
         &self,
         kind: abkit::storage::RecordKind,

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use abkit::storage::{
-    EventOutcome, ExperimentTotals, MemoryStorage, Record, RecordKind, RecordWrite, Rejection,
-    Storage, StorageError, UnitEvent, UnitState,
+    EventOutcome, ExperimentTotals, MemoryStorage, Record, RecordChange, RecordKind, RecordWrite,
+    Rejection, Storage, StorageError, UnitEvent, UnitState,
 };
 use abkit::{
     Context, Error, Lab, ManualClock, NewExperiment, Operation, StopRequest, Timestamp, TrackEvent,
@@ -481,6 +481,10 @@ impl Storage for Flaky {
     fn delete_record(&self, kind: RecordKind, id: &str, expected: u64) -> Result<(), StorageError> {
         self.fail()?;
         self.inner.delete_record(kind, id, expected)
+    }
+    fn commit(&self, changes: &[RecordChange<'_>]) -> Result<Vec<u64>, StorageError> {
+        self.fail()?;
+        self.inner.commit(changes)
     }
     fn apply_events(&self, events: &[UnitEvent<'_>]) -> Result<Vec<EventOutcome>, StorageError> {
         self.fail()?;

@@ -181,12 +181,27 @@ impl<'l> Experiments<'l> {
     ///
     /// [`Error::Lifecycle`] unless draft; [`Error::NotFound`] for a missing audience, saved
     /// group, layer or flag; [`Conflict::LayerOverlap`]; [`Conflict::RunningOnFlag`].
+    ///
+    /// The rules hold across processes sharing one store: the start writes its flag's and
+    /// layer's claim records in the same atomic commit, so of two conflicting starts in two
+    /// processes one fails in storage; it then re-reads the configuration and checks again (up
+    /// to three times), so its caller gets the conflict above.
     pub fn start(&self, id: &str) -> Result<Versioned<Experiment>> {
-        self.transition(id, None, Operation::Start, |w, e, now| {
-            check_startable(w, e)?;
-            e.data_mut().started_at = Some(now);
-            Ok(())
-        })
+        let mut attempt = 0;
+        loop {
+            let started = self.transition_claiming(id, Operation::Start, |w, e, now| {
+                check_startable(w, e)?;
+                e.data_mut().started_at = Some(now);
+                Ok(())
+            });
+            match started {
+                Err(e) if super::is_stale_claim(&e) && attempt < super::CLAIM_RETRIES => {
+                    attempt += 1;
+                    self.control.refresh()?;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Stops a running experiment, optionally with a winner (one of its variants) that is then
@@ -270,6 +285,27 @@ impl<'l> Experiments<'l> {
         op: Operation,
         f: impl FnOnce(&mut Writer<'_>, &mut Experiment, Timestamp) -> Result<()>,
     ) -> Result<Versioned<Experiment>> {
+        self.transition_with(id, expected, op, false, f)
+    }
+
+    /// A transition that writes the experiment's claims with it (a start).
+    fn transition_claiming(
+        &self,
+        id: &str,
+        op: Operation,
+        f: impl FnOnce(&mut Writer<'_>, &mut Experiment, Timestamp) -> Result<()>,
+    ) -> Result<Versioned<Experiment>> {
+        self.transition_with(id, None, op, true, f)
+    }
+
+    fn transition_with(
+        &self,
+        id: &str,
+        expected: Option<u64>,
+        op: Operation,
+        claim: bool,
+        f: impl FnOnce(&mut Writer<'_>, &mut Experiment, Timestamp) -> Result<()>,
+    ) -> Result<Versioned<Experiment>> {
         let mut w = self.control.writer();
         let stored: Versioned<Experiment> = self.control.require(id)?;
         let version = stored.version();
@@ -296,7 +332,12 @@ impl<'l> Experiments<'l> {
         d.status = next;
         d.updated_at = now;
         let e = Experiment::from_data(e.into_data())?;
-        w.put(e, Some(version))
+        if claim {
+            let claims = super::claims_of(&e);
+            w.put_claiming(e, Some(version), &claims, id)
+        } else {
+            w.put(e, Some(version))
+        }
     }
 }
 
@@ -307,8 +348,9 @@ fn check_flag(w: &Writer<'_>, flag_id: &str, e: &Experiment) -> Result<()> {
     Ok(())
 }
 
-/// What must hold for `e` to start. Reads the writer's configuration (no storage scan):
-/// another process's concurrent start is caught by the fleet's own checks, not here.
+/// What must hold for `e` to start. Reads the writer's configuration (no storage scan); a
+/// concurrent start in another process is caught in storage by the start's claims (see
+/// [`Experiments::start`]), which then re-runs this against the refreshed configuration.
 fn check_startable(w: &Writer<'_>, e: &Experiment) -> Result<()> {
     let config = w.config();
     if let Some(aud) = e.audience_id() {

@@ -155,6 +155,22 @@ impl<'l> Flags<'l> {
     ///
     /// [`Conflict::FlagHasRunningExperiment`]; [`Error::NotFound`].
     pub fn delete(&self, id: &str) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.delete_once(id) {
+                Err(e) if super::is_stale_claim(&e) && attempt < super::CLAIM_RETRIES => {
+                    attempt += 1;
+                    self.control.refresh()?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt of [`Flags::delete`]: the delete commits with a check of the flag's claim,
+    /// so a start of one of its experiments in another process since this one read it makes
+    /// the delete fail in storage (and be retried against the fresh configuration).
+    fn delete_once(&self, id: &str) -> Result<()> {
         let mut w = self.control.writer();
         let f: Versioned<Flag> = self.control.require(id)?;
         let running = w
@@ -168,7 +184,7 @@ impl<'l> Flags<'l> {
             }
             .into());
         }
-        w.delete::<Flag>(id, f.version())
+        w.delete_claiming::<Flag>(id, f.version(), &[format!("flag:{id}")])
     }
 
     /// Attaches a draft experiment to flag `flag_id` (the flag API's experiment body as

@@ -30,7 +30,7 @@ use crate::model::flag::Flag;
 use crate::model::ids::IdGenerator;
 use crate::model::metric::MetricCatalogue;
 use crate::model::validation::ValidationError;
-use crate::storage::{RecordWrite, Storage};
+use crate::storage::{RecordChange, RecordKind, RecordWrite, Storage};
 use crate::time::{Clock, Timestamp};
 
 // The model's limit must fit the store's per-unit layout.
@@ -214,6 +214,9 @@ impl Control {
         load_all::<SavedGroup>(self, &mut config)?;
         load_all::<Layer>(self, &mut config)?;
         load_all::<Settings>(self, &mut config)?;
+        for r in self.storage.list_records(RecordKind::Claim)? {
+            config.claims.insert(r.id, r.version);
+        }
         let snapshot = Snapshot::compile(&config)?;
         *w.config = config;
         self.snapshot.store(snapshot);
@@ -242,6 +245,36 @@ impl Control {
             .collect()
     }
 }
+
+/// The claim records a running experiment holds: its flag's and its layer's.
+pub(crate) fn claims_of(e: &Experiment) -> Vec<String> {
+    let mut claims = Vec::new();
+    if let Some(f) = e.flag_id() {
+        claims.push(format!("flag:{f}"));
+    }
+    if let Some(p) = e.layer() {
+        claims.push(format!("layer:{}", p.id));
+    }
+    claims
+}
+
+/// Whether `e` says a claim record changed in storage since this process read it: another
+/// process started an experiment on the same flag or layer.
+pub(crate) fn is_stale_claim(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Conflict(
+            crate::error::Conflict::Version { kind: "claim", .. }
+                | crate::error::Conflict::AlreadyExists { kind: "claim", .. }
+        ) | Error::Storage(crate::storage::StorageError::NotFound {
+            kind: RecordKind::Claim,
+            ..
+        })
+    )
+}
+
+/// How many times a write whose claim was stale re-reads the configuration and tries again.
+pub(crate) const CLAIM_RETRIES: usize = 3;
 
 fn load_all<T: ConfigRecord>(control: &Control, config: &mut Configuration) -> Result<()> {
     for v in control.list::<T>()? {
@@ -287,6 +320,94 @@ impl Writer<'_> {
         value.clone().store(&mut self.config);
         self.publish(&T::change(&id))?;
         Ok(Versioned::new(value, version))
+    }
+
+    /// Like [`Writer::put`], and in the same atomic [`Storage::commit`] writes the claim records
+    /// `claims` at the versions this process knows: if another process claimed one since (it
+    /// started a conflicting experiment), nothing is written and the error is a
+    /// [`crate::Conflict::Version`] (or `AlreadyExists`) of kind `claim` — refresh and retry.
+    ///
+    /// # Errors
+    ///
+    /// As [`Writer::put`]; a stale claim as above.
+    pub(crate) fn put_claiming<T: ConfigRecord>(
+        &mut self,
+        value: T,
+        expected: Option<u64>,
+        claims: &[String],
+        by: &str,
+    ) -> Result<Versioned<T>> {
+        let body = encode(&value)?;
+        let claim_body = serde_json::json!({ "by": by });
+        let unique_key = value.unique_key();
+        let mut changes = vec![RecordChange::Put {
+            write: RecordWrite {
+                kind: T::KIND,
+                id: value.record_id(),
+                unique_key: unique_key.as_deref(),
+                body: &body,
+            },
+            expected,
+        }];
+        for c in claims {
+            changes.push(RecordChange::Put {
+                write: RecordWrite {
+                    kind: RecordKind::Claim,
+                    id: c,
+                    unique_key: None,
+                    body: &claim_body,
+                },
+                expected: self.config.claims.get(c).copied(),
+            });
+        }
+        let versions = self.control.storage.commit(&changes)?;
+        for (c, v) in claims.iter().zip(versions.iter().skip(1)) {
+            self.config.claims.insert(c.clone(), *v);
+        }
+        let version = versions.first().copied().unwrap_or_default();
+        let id = value.record_id().to_owned();
+        value.clone().store(&mut self.config);
+        self.publish(&T::change(&id))?;
+        Ok(Versioned::new(value, version))
+    }
+
+    /// Like [`Writer::delete`], in one atomic commit with a write of the claim records
+    /// `claims` at the versions this process knows (see [`Writer::put_claiming`]): a start in
+    /// another process since this one read them makes the delete fail, and a start racing it
+    /// fails on the claim the delete wrote.
+    ///
+    /// # Errors
+    ///
+    /// As [`Writer::delete`]; a stale claim is a conflict of kind `claim`.
+    pub(crate) fn delete_claiming<T: ConfigRecord>(
+        &mut self,
+        id: &str,
+        expected: u64,
+        claims: &[String],
+    ) -> Result<()> {
+        let claim_body = serde_json::json!({ "by": format!("delete {id}") });
+        let mut changes = vec![RecordChange::Delete {
+            kind: T::KIND,
+            id,
+            expected,
+        }];
+        for c in claims {
+            changes.push(RecordChange::Put {
+                write: RecordWrite {
+                    kind: RecordKind::Claim,
+                    id: c,
+                    unique_key: None,
+                    body: &claim_body,
+                },
+                expected: self.config.claims.get(c).copied(),
+            });
+        }
+        let versions = self.control.storage.commit(&changes)?;
+        for (c, v) in claims.iter().zip(versions.iter().skip(1)) {
+            self.config.claims.insert(c.clone(), *v);
+        }
+        T::unstore(id, &mut self.config);
+        self.publish(&T::change(id))
     }
 
     /// Deletes record `id` of `T` at version `expected`, and publishes the next snapshot.

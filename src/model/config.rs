@@ -91,6 +91,9 @@ pub(crate) struct Configuration {
     by_flag: BTreeMap<String, BTreeSet<String>>,
     /// Layer id → the experiments placed in it (kept in step with `experiments`).
     by_layer: BTreeMap<String, BTreeSet<String>>,
+    /// Claim id (`flag:{id}`, `layer:{id}`) → the version of its claim record as this process
+    /// last wrote or loaded it (see `RecordKind::Claim`).
+    pub(crate) claims: BTreeMap<String, u64>,
 }
 
 impl Configuration {

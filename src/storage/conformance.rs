@@ -28,6 +28,7 @@ pub fn run<S: Storage + 'static>(make: impl Fn() -> S) {
     config_versioning(&make());
     config_unique_keys(&make());
     config_delete(&make());
+    config_commit_atomic(&make());
     config_no_lost_update(Arc::new(make()));
     events_exposure_and_conversion(&make());
     events_ids_and_rejections(&make());
@@ -51,6 +52,123 @@ fn w<'a>(
         unique_key: key,
         body,
     }
+}
+
+/// `commit` applies all its changes or none, each by the rules of a single write.
+fn config_commit_atomic(s: &dyn Storage) {
+    use super::RecordChange;
+    let body = json!({"n": 1});
+    let put = |id: &'static str, expected| RecordChange::Put {
+        write: w(RecordKind::Claim, id, None, &body),
+        expected,
+    };
+    assert_eq!(
+        s.commit(&[put("flag:a", None), put("layer:l", None)])
+            .unwrap(),
+        [1, 1]
+    );
+    // The last change is stale: nothing of the commit is written.
+    let err = s
+        .commit(&[
+            put("flag:a", Some(1)),
+            RecordChange::Put {
+                write: w(RecordKind::Experiment, "e1", None, &body),
+                expected: None,
+            },
+            put("layer:l", Some(7)),
+        ])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::VersionConflict {
+                kind: RecordKind::Claim,
+                found: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        s.get_record(RecordKind::Claim, "flag:a")
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    assert!(
+        s.get_record(RecordKind::Experiment, "e1")
+            .unwrap()
+            .is_none()
+    );
+    // A check writes nothing but must hold; a delete with a check.
+    let check = |id: &'static str, expected| RecordChange::Check {
+        kind: RecordKind::Claim,
+        id,
+        expected,
+    };
+    assert_eq!(
+        s.commit(&[check("flag:a", Some(1)), check("flag:none", None)])
+            .unwrap(),
+        [1, 0]
+    );
+    assert!(matches!(
+        s.commit(&[check("flag:none", Some(1))]),
+        Err(StorageError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.commit(&[check("flag:a", None)]),
+        Err(StorageError::AlreadyExists { .. })
+    ));
+    let err = s
+        .commit(&[
+            RecordChange::Delete {
+                kind: RecordKind::Claim,
+                id: "layer:l",
+                expected: 1,
+            },
+            check("flag:a", Some(2)),
+        ])
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::VersionConflict { .. }),
+        "{err:?}"
+    );
+    assert!(
+        s.get_record(RecordKind::Claim, "layer:l")
+            .unwrap()
+            .is_some(),
+        "the delete was rolled back"
+    );
+    assert_eq!(
+        s.commit(&[
+            RecordChange::Delete {
+                kind: RecordKind::Claim,
+                id: "layer:l",
+                expected: 1,
+            },
+            put("flag:a", Some(1)),
+        ])
+        .unwrap(),
+        [0, 2]
+    );
+    assert!(
+        s.get_record(RecordKind::Claim, "layer:l")
+            .unwrap()
+            .is_none()
+    );
+    // One record twice, or a unique key twice, is refused, writing nothing.
+    assert!(s.commit(&[put("x", None), put("x", None)]).is_err());
+    assert!(s.get_record(RecordKind::Claim, "x").unwrap().is_none());
+    let keyed = |id: &'static str| RecordChange::Put {
+        write: w(RecordKind::Flag, id, Some("p/prod/k"), &body),
+        expected: None,
+    };
+    assert!(matches!(
+        s.commit(&[keyed("f1"), keyed("f2")]),
+        Err(StorageError::UniqueViolation { .. })
+    ));
+    assert!(s.get_record(RecordKind::Flag, "f1").unwrap().is_none());
 }
 
 fn config_versioning(s: &dyn Storage) {

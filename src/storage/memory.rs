@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use super::{
-    EventOutcome, ExperimentTotals, Record, RecordKind, RecordWrite, Storage, StorageError,
-    UnitEvent, UnitState,
+    EventOutcome, ExperimentTotals, Record, RecordChange, RecordKind, RecordWrite, Storage,
+    StorageError, UnitEvent, UnitState,
 };
 use crate::hashing::{FastMap, IdentityBuild, Seeded};
 
@@ -269,6 +269,28 @@ struct Records {
     unique: HashMap<String, String>,
 }
 
+impl Records {
+    /// Stores a checked write at `version`, keeping the unique-key index in step.
+    fn store(&mut self, w: &RecordWrite<'_>, version: u64) {
+        if let Some(old) = self.by_id.get(w.id).and_then(|r| r.unique_key.clone()) {
+            self.unique.remove(&old);
+        }
+        if let Some(key) = w.unique_key {
+            self.unique.insert(key.to_owned(), w.id.to_owned());
+        }
+        self.by_id.insert(
+            w.id.to_owned(),
+            Record {
+                kind: w.kind,
+                id: w.id.to_owned(),
+                version,
+                unique_key: w.unique_key.map(str::to_owned),
+                body: w.body.clone(),
+            },
+        );
+    }
+}
+
 impl Storage for MemoryStorage {
     fn get_record(&self, kind: RecordKind, id: &str) -> Result<Option<Record>, StorageError> {
         Ok(self
@@ -303,22 +325,7 @@ impl Storage for MemoryStorage {
                 key: key.to_owned(),
             });
         }
-        if let Some(old) = records.by_id.get(w.id).and_then(|r| r.unique_key.clone()) {
-            records.unique.remove(&old);
-        }
-        if let Some(key) = w.unique_key {
-            records.unique.insert(key.to_owned(), w.id.to_owned());
-        }
-        records.by_id.insert(
-            w.id.to_owned(),
-            Record {
-                kind: w.kind,
-                id: w.id.to_owned(),
-                version,
-                unique_key: w.unique_key.map(str::to_owned),
-                body: w.body.clone(),
-            },
-        );
+        records.store(&w, version);
         Ok(version)
     }
 
@@ -343,6 +350,70 @@ impl Storage for MemoryStorage {
                 Ok(())
             }
         }
+    }
+
+    fn commit(&self, changes: &[RecordChange<'_>]) -> Result<Vec<u64>, StorageError> {
+        super::check_distinct(changes)?;
+        let mut config = self.config.write().unwrap_or_else(PoisonError::into_inner);
+        // Every change is checked before any is applied: they name distinct records, so each
+        // check sees what the commit will change.
+        let stored = |config: &BTreeMap<RecordKind, Records>, kind: RecordKind, id: &str| {
+            config
+                .get(&kind)
+                .and_then(|r| r.by_id.get(id))
+                .map(|r| r.version)
+        };
+        let mut versions = Vec::with_capacity(changes.len());
+        for c in changes {
+            let v = match c {
+                RecordChange::Put { write, expected } => {
+                    let version = super::next_version(
+                        write.kind,
+                        write.id,
+                        stored(&config, write.kind, write.id),
+                        *expected,
+                    )?;
+                    if let Some(key) = write.unique_key {
+                        let owner = config.get(&write.kind).and_then(|r| r.unique.get(key));
+                        let in_batch = changes.iter().any(|d| {
+                            matches!(d, RecordChange::Put { write: o, .. }
+                                if o.kind == write.kind && o.id != write.id && o.unique_key == Some(key))
+                        });
+                        if owner.is_some_and(|o| o != write.id) || in_batch {
+                            return Err(StorageError::UniqueViolation {
+                                kind: write.kind,
+                                key: key.to_owned(),
+                            });
+                        }
+                    }
+                    version
+                }
+                RecordChange::Delete { kind, id, expected } => {
+                    super::check_version(*kind, id, stored(&config, *kind, id), Some(*expected))?;
+                    0
+                }
+                RecordChange::Check { kind, id, expected } => {
+                    super::check_version(*kind, id, stored(&config, *kind, id), *expected)?
+                }
+            };
+            versions.push(v);
+        }
+        for (c, &version) in changes.iter().zip(&versions) {
+            match c {
+                RecordChange::Put { write, .. } => {
+                    let records = config.entry(write.kind).or_default();
+                    records.store(write, version);
+                }
+                RecordChange::Delete { kind, id, .. } => {
+                    let records = config.entry(*kind).or_default();
+                    if let Some(key) = records.by_id.remove(*id).and_then(|r| r.unique_key) {
+                        records.unique.remove(&key);
+                    }
+                }
+                RecordChange::Check { .. } => {}
+            }
+        }
+        Ok(versions)
     }
 
     fn apply_events(&self, events: &[UnitEvent<'_>]) -> Result<Vec<EventOutcome>, StorageError> {

@@ -58,17 +58,22 @@ pub enum RecordKind {
     Layer,
     /// Lab-wide settings (the global holdout).
     Settings,
+    /// A version guard, not configuration: a start writes the claim of its experiment's flag
+    /// (`flag:{id}`) and layer (`layer:{id}`) in the same [`Storage::commit`], so two processes
+    /// starting conflicting experiments at once conflict in storage.
+    Claim,
 }
 
 impl RecordKind {
     /// Every kind.
-    pub const ALL: [RecordKind; 6] = [
+    pub const ALL: [RecordKind; 7] = [
         RecordKind::Experiment,
         RecordKind::Flag,
         RecordKind::Audience,
         RecordKind::SavedGroup,
         RecordKind::Layer,
         RecordKind::Settings,
+        RecordKind::Claim,
     ];
 
     /// The kind's name (`experiment`, `saved_group`, …), stable: databases store it.
@@ -80,6 +85,7 @@ impl RecordKind {
             RecordKind::SavedGroup => "saved_group",
             RecordKind::Layer => "layer",
             RecordKind::Settings => "settings",
+            RecordKind::Claim => "claim",
         }
     }
 
@@ -121,6 +127,99 @@ pub struct RecordWrite<'a> {
     pub unique_key: Option<&'a str>,
     /// The document.
     pub body: &'a Value,
+}
+
+/// One change of an atomic [`Storage::commit`].
+#[derive(Clone, Copy, Debug)]
+pub enum RecordChange<'a> {
+    /// Inserts (`expected = None`) or replaces (`expected = Some(version)`) a record, as
+    /// [`Storage::put_record`].
+    Put {
+        /// The record.
+        write: RecordWrite<'a>,
+        /// The version it replaces (`None`: an insert).
+        expected: Option<u64>,
+    },
+    /// Deletes a record at version `expected`, as [`Storage::delete_record`].
+    Delete {
+        /// Its kind.
+        kind: RecordKind,
+        /// Its id.
+        id: &'a str,
+        /// The version deleted.
+        expected: u64,
+    },
+    /// Writes nothing; fails unless the record's version is `expected` (`None`: absent).
+    Check {
+        /// Its kind.
+        kind: RecordKind,
+        /// Its id.
+        id: &'a str,
+        /// The version it must have (`None`: it must not exist).
+        expected: Option<u64>,
+    },
+}
+
+impl RecordChange<'_> {
+    /// The record it names.
+    pub fn target(&self) -> (RecordKind, &str) {
+        match self {
+            RecordChange::Put { write, .. } => (write.kind, write.id),
+            RecordChange::Delete { kind, id, .. } | RecordChange::Check { kind, id, .. } => {
+                (*kind, id)
+            }
+        }
+    }
+}
+
+/// Refuses a commit that names one record twice (its changes would depend on their order).
+///
+/// # Errors
+///
+/// [`StorageError::Backend`] naming the record.
+pub fn check_distinct(changes: &[RecordChange<'_>]) -> Result<(), StorageError> {
+    for (i, c) in changes.iter().enumerate() {
+        let t = c.target();
+        if changes.iter().take(i).any(|d| d.target() == t) {
+            return Err(StorageError::Backend(format!(
+                "commit names {} {:?} twice",
+                t.0, t.1
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What a [`RecordChange::Check`] finds: `Ok` when the record's version `stored` is `expected`.
+///
+/// # Errors
+///
+/// `VersionConflict` (a different version), `NotFound` (absent but expected), `AlreadyExists`
+/// (present but expected absent).
+pub fn check_version(
+    kind: RecordKind,
+    id: &str,
+    stored: Option<u64>,
+    expected: Option<u64>,
+) -> Result<u64, StorageError> {
+    match (stored, expected) {
+        (None, None) => Ok(0),
+        (Some(v), Some(e)) if v == e => Ok(v),
+        (Some(found), Some(e)) => Err(StorageError::VersionConflict {
+            kind,
+            id: id.to_owned(),
+            expected: e,
+            found,
+        }),
+        (None, Some(_)) => Err(StorageError::NotFound {
+            kind,
+            id: id.to_owned(),
+        }),
+        (Some(_), None) => Err(StorageError::AlreadyExists {
+            kind,
+            id: id.to_owned(),
+        }),
+    }
 }
 
 /// A storage failure. Nothing was changed by the call that returned it.
@@ -234,6 +333,9 @@ pub fn next_version(
 ///   and `UniqueViolation` when another record of the kind has the same `unique_key`; with
 ///   `expected = Some(v)` it replaces the record only if its stored version is `v`
 ///   (`VersionConflict` otherwise, `NotFound` if absent). It returns the new version.
+/// * `commit` applies its changes atomically, each by the rules of `put_record`,
+///   `delete_record` and [`check_version`]: two processes that both commit a change to one
+///   record based on the same version cannot both succeed.
 /// * `apply_events` applies a batch atomically (all or nothing) and in order, each event through
 ///   [`UnitState::apply`] on the state of its (experiment, unit), de-duplicating event ids per
 ///   (experiment, unit); it returns one outcome per event.
@@ -255,6 +357,12 @@ pub trait Storage: Send + Sync + fmt::Debug {
 
     /// Deletes a record if its stored version is `expected`.
     fn delete_record(&self, kind: RecordKind, id: &str, expected: u64) -> Result<(), StorageError>;
+
+    /// Applies `changes` atomically: all of them, or (on the first that fails, whose error is
+    /// returned) none. Returns one version per change: a put's new version, a check's version
+    /// (0 for an absent record), 0 for a delete. A commit naming one record twice is refused
+    /// ([`check_distinct`]).
+    fn commit(&self, changes: &[RecordChange<'_>]) -> Result<Vec<u64>, StorageError>;
 
     /// Applies a batch of events atomically; one outcome per event.
     fn apply_events(&self, events: &[UnitEvent<'_>]) -> Result<Vec<EventOutcome>, StorageError>;

@@ -26,8 +26,8 @@ use rusqlite::{
 
 use super::state::MAX_VARIANTS;
 use super::{
-    EventOutcome, ExactMetricTotals, ExactTotals, ExperimentTotals, Record, RecordKind,
-    RecordWrite, Storage, StorageError, UnitEvent, UnitState, VariantTotals,
+    EventOutcome, ExactMetricTotals, ExactTotals, ExperimentTotals, Record, RecordChange,
+    RecordKind, RecordWrite, Storage, StorageError, UnitEvent, UnitState, VariantTotals,
 };
 use crate::time::Timestamp;
 
@@ -591,6 +591,78 @@ fn flush_totals(
     Ok(())
 }
 
+/// The stored version of a record, if it exists.
+fn stored_version(
+    tx: &Transaction<'_>,
+    kind: RecordKind,
+    id: &str,
+) -> Result<Option<u64>, StorageError> {
+    let stored: Option<i64> = tx
+        .prepare_cached("SELECT version FROM abkit_records WHERE kind = ?1 AND id = ?2")
+        .map_err(map_err)?
+        .query_row(params![kind.as_str(), id], |r| r.get(0))
+        .optional()
+        .map_err(map_err)?;
+    stored.map(|v| from_sql_version(kind, id, v)).transpose()
+}
+
+/// A record write inside the open transaction `tx`.
+fn put_in(
+    tx: &Transaction<'_>,
+    w: &RecordWrite<'_>,
+    expected: Option<u64>,
+) -> Result<u64, StorageError> {
+    let body = serde_json::to_string(w.body).map_err(|e| {
+        StorageError::Backend(format!("{} {:?} body cannot be encoded: {e}", w.kind, w.id))
+    })?;
+    let version = super::next_version(w.kind, w.id, stored_version(tx, w.kind, w.id)?, expected)?;
+    if let Some(key) = w.unique_key {
+        let taken = tx
+            .prepare_cached(
+                "SELECT 1 FROM abkit_records WHERE kind = ?1 AND unique_key = ?2 AND id <> ?3",
+            )
+            .map_err(map_err)?
+            .exists(params![w.kind.as_str(), key, w.id])
+            .map_err(map_err)?;
+        if taken {
+            return Err(StorageError::UniqueViolation {
+                kind: w.kind,
+                key: key.to_owned(),
+            });
+        }
+    }
+    tx.prepare_cached(
+        "INSERT INTO abkit_records (kind, id, version, unique_key, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (kind, id) DO UPDATE SET \
+         version = excluded.version, unique_key = excluded.unique_key, body = excluded.body",
+    )
+    .map_err(map_err)?
+    .execute(params![
+        w.kind.as_str(),
+        w.id,
+        to_sql_version(version)?,
+        w.unique_key,
+        body
+    ])
+    .map_err(map_err)?;
+    Ok(version)
+}
+
+/// A record delete inside the open transaction `tx`.
+fn delete_in(
+    tx: &Transaction<'_>,
+    kind: RecordKind,
+    id: &str,
+    expected: u64,
+) -> Result<(), StorageError> {
+    super::check_version(kind, id, stored_version(tx, kind, id)?, Some(expected))?;
+    tx.prepare_cached("DELETE FROM abkit_records WHERE kind = ?1 AND id = ?2")
+        .map_err(map_err)?
+        .execute(params![kind.as_str(), id])
+        .map_err(map_err)?;
+    Ok(())
+}
+
 /// Applies a batch inside the open transaction `tx`; the statements are prepared once per
 /// batch.
 fn apply_in(
@@ -715,50 +787,9 @@ impl Storage for SqliteStorage {
     }
 
     fn put_record(&self, w: RecordWrite<'_>, expected: Option<u64>) -> Result<u64, StorageError> {
-        let body = serde_json::to_string(w.body).map_err(|e| {
-            StorageError::Backend(format!("{} {:?} body cannot be encoded: {e}", w.kind, w.id))
-        })?;
         let mut conn = self.write()?;
         let tx = begin(&mut conn)?;
-        let stored: Option<i64> = tx
-            .prepare_cached("SELECT version FROM abkit_records WHERE kind = ?1 AND id = ?2")
-            .map_err(map_err)?
-            .query_row(params![w.kind.as_str(), w.id], |r| r.get(0))
-            .optional()
-            .map_err(map_err)?;
-        let stored = stored
-            .map(|v| from_sql_version(w.kind, w.id, v))
-            .transpose()?;
-        let version = super::next_version(w.kind, w.id, stored, expected)?;
-        if let Some(key) = w.unique_key {
-            let taken = tx
-                .prepare_cached(
-                    "SELECT 1 FROM abkit_records WHERE kind = ?1 AND unique_key = ?2 AND id <> ?3",
-                )
-                .map_err(map_err)?
-                .exists(params![w.kind.as_str(), key, w.id])
-                .map_err(map_err)?;
-            if taken {
-                return Err(StorageError::UniqueViolation {
-                    kind: w.kind,
-                    key: key.to_owned(),
-                });
-            }
-        }
-        tx.prepare_cached(
-            "INSERT INTO abkit_records (kind, id, version, unique_key, body) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (kind, id) DO UPDATE SET \
-             version = excluded.version, unique_key = excluded.unique_key, body = excluded.body",
-        )
-        .map_err(map_err)?
-        .execute(params![
-            w.kind.as_str(),
-            w.id,
-            to_sql_version(version)?,
-            w.unique_key,
-            body
-        ])
-        .map_err(map_err)?;
+        let version = put_in(&tx, &w, expected)?;
         tx.commit().map_err(map_err)?;
         Ok(version)
     }
@@ -766,31 +797,30 @@ impl Storage for SqliteStorage {
     fn delete_record(&self, kind: RecordKind, id: &str, expected: u64) -> Result<(), StorageError> {
         let mut conn = self.write()?;
         let tx = begin(&mut conn)?;
-        let stored: Option<i64> = tx
-            .prepare_cached("SELECT version FROM abkit_records WHERE kind = ?1 AND id = ?2")
-            .map_err(map_err)?
-            .query_row(params![kind.as_str(), id], |r| r.get(0))
-            .optional()
-            .map_err(map_err)?;
-        match stored.map(|v| from_sql_version(kind, id, v)).transpose()? {
-            None => Err(StorageError::NotFound {
-                kind,
-                id: id.to_owned(),
-            }),
-            Some(found) if found != expected => Err(StorageError::VersionConflict {
-                kind,
-                id: id.to_owned(),
-                expected,
-                found,
-            }),
-            Some(_) => {
-                tx.prepare_cached("DELETE FROM abkit_records WHERE kind = ?1 AND id = ?2")
-                    .map_err(map_err)?
-                    .execute(params![kind.as_str(), id])
-                    .map_err(map_err)?;
-                tx.commit().map_err(map_err)
-            }
+        delete_in(&tx, kind, id, expected)?;
+        tx.commit().map_err(map_err)
+    }
+
+    fn commit(&self, changes: &[RecordChange<'_>]) -> Result<Vec<u64>, StorageError> {
+        super::check_distinct(changes)?;
+        let mut conn = self.write()?;
+        let tx = begin(&mut conn)?;
+        let mut versions = Vec::with_capacity(changes.len());
+        for c in changes {
+            versions.push(match c {
+                RecordChange::Put { write, expected } => put_in(&tx, write, *expected)?,
+                RecordChange::Delete { kind, id, expected } => {
+                    delete_in(&tx, *kind, id, *expected)?;
+                    0
+                }
+                RecordChange::Check { kind, id, expected } => {
+                    super::check_version(*kind, id, stored_version(&tx, *kind, id)?, *expected)?
+                }
+            });
         }
+        // Dropping `tx` on an error above rolls everything back.
+        tx.commit().map_err(map_err)?;
+        Ok(versions)
     }
 
     fn apply_events(&self, events: &[UnitEvent<'_>]) -> Result<Vec<EventOutcome>, StorageError> {
