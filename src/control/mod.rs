@@ -340,7 +340,7 @@ impl Writer<'_> {
         let body = encode(&value)?;
         let claim_body = serde_json::json!({ "by": by });
         let unique_key = value.unique_key();
-        let mut changes = vec![RecordChange::Put {
+        let changes = vec![RecordChange::Put {
             write: RecordWrite {
                 kind: T::KIND,
                 id: value.record_id(),
@@ -349,26 +349,39 @@ impl Writer<'_> {
             },
             expected,
         }];
+        let versions = self.commit_with_claims(changes, claims, &claim_body)?;
+        let version = versions.first().copied().unwrap_or_default();
+        let id = value.record_id().to_owned();
+        value.clone().store(&mut self.config);
+        self.publish(&T::change(&id))?;
+        Ok(Versioned::new(value, version))
+    }
+
+    /// Commits `changes` (one record's) followed by writes of the claim records `claims` at
+    /// the versions this process knows, and remembers the claims' new versions.
+    fn commit_with_claims<'c>(
+        &mut self,
+        mut changes: Vec<RecordChange<'c>>,
+        claims: &'c [String],
+        claim_body: &'c serde_json::Value,
+    ) -> Result<Vec<u64>> {
+        let first = changes.len();
         for c in claims {
             changes.push(RecordChange::Put {
                 write: RecordWrite {
                     kind: RecordKind::Claim,
                     id: c,
                     unique_key: None,
-                    body: &claim_body,
+                    body: claim_body,
                 },
                 expected: self.config.claims.get(c).copied(),
             });
         }
         let versions = self.control.storage.commit(&changes)?;
-        for (c, v) in claims.iter().zip(versions.iter().skip(1)) {
+        for (c, v) in claims.iter().zip(versions.iter().skip(first)) {
             self.config.claims.insert(c.clone(), *v);
         }
-        let version = versions.first().copied().unwrap_or_default();
-        let id = value.record_id().to_owned();
-        value.clone().store(&mut self.config);
-        self.publish(&T::change(&id))?;
-        Ok(Versioned::new(value, version))
+        Ok(versions)
     }
 
     /// Like [`Writer::delete`], in one atomic commit with a write of the claim records
@@ -386,26 +399,12 @@ impl Writer<'_> {
         claims: &[String],
     ) -> Result<()> {
         let claim_body = serde_json::json!({ "by": format!("delete {id}") });
-        let mut changes = vec![RecordChange::Delete {
+        let changes = vec![RecordChange::Delete {
             kind: T::KIND,
             id,
             expected,
         }];
-        for c in claims {
-            changes.push(RecordChange::Put {
-                write: RecordWrite {
-                    kind: RecordKind::Claim,
-                    id: c,
-                    unique_key: None,
-                    body: &claim_body,
-                },
-                expected: self.config.claims.get(c).copied(),
-            });
-        }
-        let versions = self.control.storage.commit(&changes)?;
-        for (c, v) in claims.iter().zip(versions.iter().skip(1)) {
-            self.config.claims.insert(c.clone(), *v);
-        }
+        self.commit_with_claims(changes, claims, &claim_body)?;
         T::unstore(id, &mut self.config);
         self.publish(&T::change(id))
     }
