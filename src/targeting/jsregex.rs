@@ -4,6 +4,9 @@
 //! The few JavaScript constructs whose meaning differs in the `regex` crate are rewritten before
 //! compiling; what the `regex` crate cannot do at all (look-around, back-references) is rejected.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+
 use regex::{Regex, RegexBuilder};
 
 /// The most one `$regex` pattern may compile to, in bytes: `.{800}` (any 800 characters) fits, in about 3 ms;
@@ -22,7 +25,7 @@ const SMALL_REGEX: usize = 64 << 10;
 pub(crate) struct JsRegex {
     pattern: Box<str>,
     insensitive: bool,
-    re: Regex,
+    re: Arc<Regex>,
 }
 
 impl PartialEq for JsRegex {
@@ -120,13 +123,6 @@ impl JsRegex {
         insensitive: bool,
         budget: &mut usize,
     ) -> Result<Self, String> {
-        let source = translate_js_regex(pattern);
-        let build = |limit: usize| {
-            RegexBuilder::new(&source)
-                .case_insensitive(insensitive)
-                .size_limit(limit)
-                .build()
-        };
         let exhausted = || {
             format!(
                 "the condition's regexes together exceed the budget of {} MiB compiled \
@@ -137,30 +133,20 @@ impl JsRegex {
         if *budget < SMALL_REGEX {
             return Err(exhausted());
         }
-        let (re, charge) = match build(SMALL_REGEX) {
-            Ok(re) => (re, SMALL_REGEX),
-            Err(regex::Error::CompiledTooBig(_)) if *budget == SMALL_REGEX => {
-                return Err(exhausted());
+        // A pattern some live condition already uses is shared, not compiled again: a write
+        // that re-reads and re-parses a record costs no regex compile.
+        let (re, charge) = match cached(pattern, insensitive) {
+            Some(hit) => hit,
+            None => {
+                let compiled = compile(pattern, insensitive, *budget, exhausted)?;
+                remember(pattern, insensitive, &compiled);
+                compiled
             }
-            Err(regex::Error::CompiledTooBig(_)) => {
-                let limit = REGEX_SIZE_LIMIT.min(*budget);
-                match build(limit) {
-                    Ok(re) => (re, limit),
-                    Err(regex::Error::CompiledTooBig(_)) if limit < REGEX_SIZE_LIMIT => {
-                        return Err(exhausted());
-                    }
-                    Err(regex::Error::CompiledTooBig(_)) => {
-                        return Err(format!(
-                            "it compiles to more than the limit of {} MiB; use smaller repetition counts",
-                            REGEX_SIZE_LIMIT >> 20
-                        ));
-                    }
-                    Err(e) => return Err(regex_reason(&e)),
-                }
-            }
-            Err(e) => return Err(regex_reason(&e)),
         };
-        *budget = budget.saturating_sub(charge);
+        if charge > *budget {
+            return Err(exhausted());
+        }
+        *budget -= charge;
         Ok(Self {
             pattern: pattern.into(),
             insensitive,
@@ -171,6 +157,72 @@ impl JsRegex {
     /// Whether the pattern matches somewhere in `s` (JavaScript's `RegExp.prototype.test`).
     pub(crate) fn is_match(&self, s: &str) -> bool {
         self.re.is_match(s)
+    }
+}
+
+/// Compiles `pattern`, within 64 KiB (charged 64 KiB) or else within [`REGEX_SIZE_LIMIT`]
+/// (charged that limit) when `budget` allows it.
+fn compile(
+    pattern: &str,
+    insensitive: bool,
+    budget: usize,
+    exhausted: impl Fn() -> String,
+) -> Result<(Arc<Regex>, usize), String> {
+    let source = translate_js_regex(pattern);
+    let build = |limit: usize| {
+        RegexBuilder::new(&source)
+            .case_insensitive(insensitive)
+            .size_limit(limit)
+            .build()
+            .map(Arc::new)
+    };
+    match build(SMALL_REGEX) {
+        Ok(re) => Ok((re, SMALL_REGEX)),
+        Err(regex::Error::CompiledTooBig(_)) if budget < REGEX_SIZE_LIMIT => Err(exhausted()),
+        Err(regex::Error::CompiledTooBig(_)) => match build(REGEX_SIZE_LIMIT) {
+            Ok(re) => Ok((re, REGEX_SIZE_LIMIT)),
+            Err(regex::Error::CompiledTooBig(_)) => Err(format!(
+                "it compiles to more than the limit of {} MiB; use smaller repetition counts",
+                REGEX_SIZE_LIMIT >> 20
+            )),
+            Err(e) => Err(regex_reason(&e)),
+        },
+        Err(e) => Err(regex_reason(&e)),
+    }
+}
+
+/// Compiled patterns that some parsed condition holds, by (pattern, case-insensitive), with
+/// their charge. Entries are weak: a pattern no condition uses any more is freed, and its
+/// entry swept once dead entries outnumber live ones.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<(Box<str>, bool), (Weak<Regex>, usize)>,
+    /// Live entries at the last sweep.
+    live: usize,
+}
+
+fn cache() -> MutexGuard<'static, Cache> {
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+    CACHE
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn cached(pattern: &str, insensitive: bool) -> Option<(Arc<Regex>, usize)> {
+    let key = (Box::<str>::from(pattern), insensitive);
+    let c = cache();
+    let (weak, charge) = c.entries.get(&key)?;
+    weak.upgrade().map(|re| (re, *charge))
+}
+
+fn remember(pattern: &str, insensitive: bool, (re, charge): &(Arc<Regex>, usize)) {
+    let mut c = cache();
+    c.entries
+        .insert((pattern.into(), insensitive), (Arc::downgrade(re), *charge));
+    if c.entries.len() > 2 * c.live + 64 {
+        c.entries.retain(|_, (w, _)| w.strong_count() > 0);
+        c.live = c.entries.len();
     }
 }
 
@@ -275,5 +327,31 @@ mod tests {
             message.starts_with("condition at /a/$regex: invalid regex"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_live_pattern_is_shared_not_recompiled() {
+        let p = "^reuse-test-[0-9]{3}$";
+        let a = JsRegex::new(p, false).unwrap();
+        let b = JsRegex::new(p, false).unwrap();
+        assert!(
+            Arc::ptr_eq(&a.re, &b.re),
+            "the second parse reuses the first's regex"
+        );
+        let ci = JsRegex::new(p, true).unwrap();
+        assert!(
+            !Arc::ptr_eq(&a.re, &ci.re),
+            "case-insensitivity is part of the key"
+        );
+        // A reused pattern is charged like a compiled one (the charge is deterministic).
+        let mut budget = SMALL_REGEX;
+        JsRegex::within(p, false, &mut budget).unwrap();
+        assert_eq!(budget, 0);
+        assert!(JsRegex::within(p, false, &mut budget).is_err());
+        assert!(a.is_match("reuse-test-123") && !b.is_match("reuse-test-12"));
+        // Once no condition holds it, it is freed.
+        let weak = Arc::downgrade(&a.re);
+        drop((a, b));
+        assert!(weak.upgrade().is_none());
     }
 }
