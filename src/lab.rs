@@ -286,12 +286,12 @@ impl Lab {
     /// Evaluates every flag of `project` in `environment`. One allocation (the result list);
     /// every value is borrowed from the snapshot. Serialize it as the flag API's response with
     /// [`crate::wire::flag::EvaluateResponse`].
-    pub fn evaluate_all(
+    pub fn evaluate_all<'c>(
         &self,
         project: &str,
         environment: &str,
-        ctx: &Context,
-    ) -> EvaluateAllResponse {
+        ctx: &'c Context,
+    ) -> EvaluateAllResponse<'c> {
         EvaluateAllResponse::new(self.control.snapshot.pin(), project, environment, ctx)
     }
 

@@ -331,6 +331,7 @@ fn list_pages_and_filters() {
             status: Some(Status::Running),
             limit: 2,
             page: 1,
+            ..ListQuery::default()
         })
         .unwrap();
     assert_eq!(

@@ -153,6 +153,7 @@ fn run(ops: Vec<Op>) {
                     page,
                     limit,
                     status,
+                    project: None,
                 });
                 let valid = page >= 1 && (1..=100).contains(&limit);
                 match r {

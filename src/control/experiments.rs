@@ -100,6 +100,10 @@ impl<'l> Experiments<'l> {
                 Some(s) => e.status() == s,
                 None => e.status() != Status::Archived,
             })
+            .filter(|e| match &query.project {
+                Some(p) => e.project_id().is_some_and(|q| q.as_str() == p),
+                None => true,
+            })
             .collect();
         all.sort_by(|a, b| {
             b.created_at()

@@ -198,7 +198,20 @@ impl<'l> Flags<'l> {
         flag_id: &str,
         mut new: NewExperiment,
     ) -> Result<Versioned<Experiment>> {
-        self.get(flag_id)?;
+        let flag = self.get(flag_id)?;
+        if let Some(p) = new.project_id.as_deref()
+            && p != flag.project_id.as_str()
+        {
+            return Err(ValidationError::field(
+                "projectId",
+                format!(
+                    "{p:?} is not flag {flag_id:?}'s project {:?}",
+                    flag.project_id.as_str()
+                ),
+            )
+            .into());
+        }
+        new.project_id = Some(flag.project_id.as_str().to_owned());
         new.flag_id = Some(flag_id.to_owned());
         Experiments::new(self.control).create(new)
     }

@@ -81,6 +81,9 @@ pub struct ListQuery {
     pub limit: u32,
     /// Only this status. Archived experiments are listed only when asked for.
     pub status: Option<crate::model::lifecycle::Status>,
+    /// Only experiments of this project (`None`: every experiment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 impl Default for ListQuery {
@@ -89,6 +92,7 @@ impl Default for ListQuery {
             page: 1,
             limit: 20,
             status: None,
+            project: None,
         }
     }
 }

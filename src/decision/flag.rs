@@ -388,13 +388,15 @@ impl<'c> Evaluation<'c> {
 
 /// Every flag of a project evaluated for one context, sorted by key. Borrows every value from
 /// the snapshot it read: building it copies nothing. (The flag API's `{"flags": …}` payload is
-/// [`crate::wire::flag::EvaluateResponse`].)
-pub struct EvaluateAllResponse {
+/// [`crate::wire::flag::EvaluateResponse`].) Holds the context it was made for, so
+/// [`EvaluateAllResponse::exposures`] cannot be asked about anyone else.
+pub struct EvaluateAllResponse<'c> {
     snapshot: Pinned,
-    results: Vec<(u32, Source)>,
+    results: Vec<(u32, Outcome)>,
+    ctx: &'c Context,
 }
 
-impl std::fmt::Debug for EvaluateAllResponse {
+impl std::fmt::Debug for EvaluateAllResponse<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map()
             .entries(self.iter().map(|(k, v, r)| (k, (v, r))))
@@ -402,24 +404,42 @@ impl std::fmt::Debug for EvaluateAllResponse {
     }
 }
 
-impl EvaluateAllResponse {
+impl<'c> EvaluateAllResponse<'c> {
     /// Evaluates every flag of `project` in `environment` for `ctx` on `snapshot`.
     #[inline]
     pub(crate) fn new(
         snapshot: Pinned,
         project: &str,
         environment: &str,
-        ctx: &Context,
-    ) -> EvaluateAllResponse {
+        ctx: &'c Context,
+    ) -> EvaluateAllResponse<'c> {
         let results = evaluate_project(&snapshot, project, environment, ctx);
-        EvaluateAllResponse { snapshot, results }
+        EvaluateAllResponse {
+            snapshot,
+            results,
+            ctx,
+        }
     }
 
     /// (key, value, rule id) for every flag, sorted by key.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value, Option<&str>)> {
-        self.results.iter().filter_map(|(i, source)| {
+        self.results.iter().filter_map(|(i, outcome)| {
             let f = self.snapshot.flags.get(*i)?;
-            Some((f.flag.key.as_str(), f.value(*source), f.rule_id(*source)))
+            Some((
+                f.flag.key.as_str(),
+                f.value(outcome.source),
+                f.rule_id(outcome.source),
+            ))
+        })
+    }
+
+    /// The exposures these evaluations imply (one per flag an experiment allocated the unit
+    /// in), for the context they were made for; record them with [`crate::Events::record`].
+    /// A service that serves the values records these, so a later conversion is attributed.
+    pub fn exposures(&self) -> impl Iterator<Item = Exposure<'_>> {
+        self.results.iter().filter_map(|(i, outcome)| {
+            let (x, v) = self.snapshot.flags.get(*i)?.experiment(outcome.source)?;
+            x.exposure_for(self.ctx, v, outcome.reason == Reason::Forced)
         })
     }
 
@@ -444,7 +464,7 @@ fn evaluate_project(
     project: &str,
     environment: &str,
     ctx: &Context,
-) -> Vec<(u32, Source)> {
+) -> Vec<(u32, Outcome)> {
     let Some(entries) = snapshot.flags.project(project) else {
         return Vec::new();
     };
@@ -452,7 +472,7 @@ fn evaluate_project(
     let mut results = Vec::with_capacity(entries.len());
     for entry in entries {
         if let Some((slot, f)) = entry.for_env(&environment) {
-            results.push((slot, f.evaluate(&environment, ctx).source));
+            results.push((slot, f.evaluate(&environment, ctx)));
         }
     }
     results

@@ -262,6 +262,46 @@ impl<'l> Events<'l> {
         Ok(a.variant_key().cloned())
     }
 
+    /// The variant unit `unit` was enrolled in, from its stored exposure: what a unit keeps
+    /// after the experiment stops ("existing assignments remain, no new users are enrolled").
+    /// `None` when the unit was never exposed. Reads storage: not for the decision path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::{Context, Lab, NewExperiment, StopRequest};
+    ///
+    /// let lab = Lab::new();
+    /// let new: NewExperiment = serde_json::from_value(serde_json::json!({
+    ///     "name": "onboarding", "variants": [{"id": "a"}, {"id": "b"}]
+    /// }))?;
+    /// let id = lab.experiments().create(new)?.id().to_string();
+    /// lab.experiments().start(&id)?;
+    /// let served = lab.expose(&id, &Context::new("u1"))?;
+    /// lab.experiments().stop(&id, StopRequest::default())?;
+    /// assert_eq!(lab.events().enrolled(&id, "u1")?, served);
+    /// assert_eq!(lab.events().enrolled(&id, "u2")?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for the experiment; a storage failure.
+    pub fn enrolled(&self, id: &str, unit: &str) -> Result<Option<VariantKey>> {
+        let snapshot = self.snapshot.pin();
+        let compiled = snapshot
+            .experiment(id)
+            .ok_or_else(|| Error::not_found("experiment", id))?;
+        let Some(state) = self.storage.unit_state(id, unit)? else {
+            return Ok(None);
+        };
+        Ok(compiled
+            .experiment()
+            .variants()
+            .get(state.variant as usize)
+            .map(|v| v.id.clone()))
+    }
+
     /// Checks an event against the snapshot and turns it into a storage event. The clock is
     /// read only when the event has no timestamp. The experiment id is the snapshot's string,
     /// so every event of one experiment carries the same pointer (a store can compare them

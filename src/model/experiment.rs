@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::allocation::{BucketRange, Traffic, Weights};
-use crate::model::ids::{AudienceId, ExperimentId, FlagId, LayerId, VariantKey};
+use crate::model::ids::{AudienceId, ExperimentId, FlagId, LayerId, ProjectId, VariantKey};
 use crate::model::lifecycle::Status;
 use crate::model::limits::{MAX_DESCRIPTION_LEN, MAX_METRIC_SLOTS};
 use crate::model::metric::{MetricCatalogue, MetricDefinition, MetricSpec};
@@ -89,6 +89,10 @@ pub struct NewExperiment {
     /// `ab_test` (default), `ranking`, `config`, `feature`, `multivariate`.
     #[serde(default, rename = "type")]
     pub kind: Option<ExperimentType>,
+    /// The project it belongs to (a flag-attached experiment: its flag's project). `None`: no
+    /// project; a project-bound API key neither sees nor changes it.
+    #[serde(default, alias = "project_id")]
+    pub project_id: Option<String>,
     /// A saved audience; may not exist yet while in draft, must resolve at start.
     #[serde(default, alias = "audience_id")]
     pub audience_id: Option<String>,
@@ -190,6 +194,8 @@ pub(crate) struct ExperimentData {
     pub(crate) kind: ExperimentType,
     #[serde(default)]
     pub(crate) status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) project_id: Option<ProjectId>,
     #[serde(default)]
     pub(crate) audience_id: Option<AudienceId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -337,6 +343,9 @@ impl Experiment {
                 ExperimentType::AbTest
             }),
             status: Status::Draft,
+            project_id: optional_id("projectId", new.project_id.as_deref(), |s| {
+                ProjectId::new(s)
+            })?,
             audience_id: optional_id("audienceId", new.audience_id.as_deref(), |s| {
                 AudienceId::new(s)
             })?,
@@ -518,6 +527,10 @@ impl Experiment {
     /// Its lifecycle status.
     pub fn status(&self) -> Status {
         self.0.status
+    }
+    /// The project it belongs to, if any.
+    pub fn project_id(&self) -> Option<&ProjectId> {
+        self.0.project_id.as_ref()
     }
     /// The saved audience it targets.
     pub fn audience_id(&self) -> Option<&AudienceId> {

@@ -7,7 +7,7 @@ use crate::decision::flag::EvaluateAllResponse;
 
 /// The flag API's evaluate response, borrowing every value from the evaluation: keys sorted.
 #[derive(Debug)]
-pub struct EvaluateResponse<'a>(pub &'a EvaluateAllResponse);
+pub struct EvaluateResponse<'a>(pub &'a EvaluateAllResponse<'a>);
 
 /// One flag in the flag API's evaluate response: `{"value": …, "rule_id": …}`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -21,7 +21,7 @@ pub struct FlagValue<'a> {
 impl Serialize for EvaluateResponse<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        struct Flags<'a>(&'a EvaluateAllResponse);
+        struct Flags<'a>(&'a EvaluateAllResponse<'a>);
         impl Serialize for Flags<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let mut m = s.serialize_map(Some(self.0.len()))?;
