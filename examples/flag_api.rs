@@ -73,7 +73,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let counts = lab.reports().experiment_with_counts(exp.id().as_str())?;
     println!(
         "step 5  {}",
-        serde_json::to_string(&abkit::wire::flow::ExperimentPayload(counts))?
+        serde_json::to_string(&abkit::wire::Data::new(
+            abkit::wire::flag::FlagExperiment::from(&counts)
+        ))?
     );
 
     // Step 6: stop with a winner and promote its value to the flag's default in one call.

@@ -154,6 +154,7 @@ fn run(ops: Vec<Op>) {
                     limit,
                     status,
                     project: None,
+                    flag: None,
                 });
                 let valid = page >= 1 && (1..=100).contains(&limit);
                 match r {

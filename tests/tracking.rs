@@ -394,7 +394,7 @@ fn forced_units_are_left_out_and_hook_sees_each_exposure_once() {
         "the forced unit is not a participant"
     );
     assert_eq!(counts.conversions, 0);
-    let json = serde_json::to_value(abkit::wire::flow::ExperimentPayload(counts)).unwrap();
+    let json = serde_json::to_value(abkit::wire::flow::FlowExperiment::detail(&counts)).unwrap();
     assert_eq!(json["_count"]["assignments"], 1);
     let listed = lab
         .reports()

@@ -104,6 +104,10 @@ impl<'l> Experiments<'l> {
                 Some(p) => e.project_id().is_some_and(|q| q.as_str() == p),
                 None => true,
             })
+            .filter(|e| match &query.flag {
+                Some(f) => e.flag_id().is_some_and(|g| g.as_str() == f),
+                None => true,
+            })
             .collect();
         all.sort_by(|a, b| {
             b.created_at()

@@ -84,6 +84,9 @@ pub struct ListQuery {
     /// Only experiments of this project (`None`: every experiment).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
+    /// Only experiments attached to this flag (`None`: every experiment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
 }
 
 impl Default for ListQuery {
@@ -93,6 +96,7 @@ impl Default for ListQuery {
             limit: 20,
             status: None,
             project: None,
+            flag: None,
         }
     }
 }

@@ -33,7 +33,9 @@ pub struct Variant {
     pub value: Option<Value>,
 }
 
-fn percent<S: Serializer>(w: &Weight, s: S) -> Result<S::Ok, S::Error> {
+/// A weight as a percentage: a whole number when it is one (`50`), else exact (`33.33`). Every
+/// source API writes percentages so; `wire` serializes them with this too.
+pub(crate) fn percent<S: Serializer>(w: &Weight, s: S) -> Result<S::Ok, S::Error> {
     let bp = w.basis_points();
     if bp.is_multiple_of(100) {
         s.serialize_u16(bp / 100)

@@ -168,6 +168,16 @@ impl<'l> Reports<'l> {
         Ok(with_counts(e, &totals))
     }
 
+    /// Experiment `e`, already read, with its counts (one storage read of its totals).
+    ///
+    /// # Errors
+    ///
+    /// A storage failure.
+    pub fn counts_of(&self, e: Versioned<Experiment>) -> Result<ExperimentWithCounts> {
+        let totals = self.storage.totals(e.id().as_str())?;
+        Ok(with_counts(e, &totals))
+    }
+
     /// A page of experiments with their counts: what the flow API's list payload carries
     /// (`_count.assignments` per experiment).
     ///

@@ -1,9 +1,24 @@
-//! The flag service: `POST /evaluate` returns `{"flags": {key: {"value": …, "rule_id": …}}}`.
+//! The flag service (`/api/v1/flags…`): snake_case payloads in `{"data": …}` envelopes;
+//! `POST /evaluate` returns `{"flags": {key: {"value": …, "rule_id": …}}}` (no envelope).
+//!
+//! Where the document is partial, abkit adds, and says so here:
+//! * a flag carries `environment` and `rules` when it has them (the example flag has neither);
+//! * an experiment's get carries `flag_id` as its create does (the results example leaves it out);
+//!   once stopped it carries `winner`;
+//! * list answers (not shown) are `{"data": […]}`; delete's is `{"data": {"id", "deleted": true}}`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::decision::context::Context;
 use crate::decision::flag::EvaluateAllResponse;
+use crate::model::experiment::Experiment;
+use crate::model::flag::{Flag, FlagRule, FlagType};
+use crate::model::lifecycle::Status;
+use crate::model::variant::percent;
+use crate::reports::ExperimentWithCounts;
+use crate::time::Timestamp;
+use crate::wire::Data;
 
 /// The flag API's evaluate response, borrowing every value from the evaluation: keys sorted.
 #[derive(Debug)]
@@ -35,4 +50,162 @@ impl Serialize for EvaluateResponse<'_> {
         m.serialize_entry("flags", &Flags(self.0))?;
         m.end()
     }
+}
+
+/// A flag as the flag API writes it: `{id, project_id, key, name, flag_type, default_value,
+/// enabled, description, created_at}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlagPayload {
+    /// Its id.
+    pub id: String,
+    /// Its project.
+    pub project_id: String,
+    /// Its key.
+    pub key: String,
+    /// Its name.
+    pub name: String,
+    /// `boolean`, `string`, `number`, `json`.
+    pub flag_type: FlagType,
+    /// The value served when nothing else applies.
+    pub default_value: Value,
+    /// Whether its rules are served.
+    pub enabled: bool,
+    /// Its description (`null` when none).
+    pub description: Option<String>,
+    /// Its environment, when it is for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Its targeting rules, when it has any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<FlagRule>,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+impl From<&Flag> for FlagPayload {
+    fn from(f: &Flag) -> FlagPayload {
+        FlagPayload {
+            id: f.id.to_string(),
+            project_id: f.project_id.to_string(),
+            key: f.key.to_string(),
+            name: f.name.clone(),
+            flag_type: f.flag_type,
+            default_value: f.default_value.clone(),
+            enabled: f.enabled,
+            description: f.description.clone(),
+            environment: f.environment.clone(),
+            rules: f.rules.clone(),
+            created_at: f.created_at,
+        }
+    }
+}
+
+/// A variant of a flag experiment: `{key, value, percentage}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlagVariant {
+    /// Its key.
+    pub key: String,
+    /// The flag value it serves.
+    pub value: Value,
+    /// Its share in percent, an integer when whole.
+    #[serde(serialize_with = "percent")]
+    pub percentage: crate::allocation::Weight,
+}
+
+/// A flag experiment: `{id, flag_id, name, environment, status, variants, conversions,
+/// created_at}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlagExperiment {
+    /// Its id.
+    pub id: String,
+    /// Its flag.
+    pub flag_id: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// The environment it runs in.
+    pub environment: Option<String>,
+    /// `draft`, `running`, `stopped`, …
+    pub status: Status,
+    /// Its variants.
+    pub variants: Vec<FlagVariant>,
+    /// Units that converted.
+    pub conversions: u64,
+    /// The winner it was stopped with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub winner: Option<String>,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+impl From<&ExperimentWithCounts> for FlagExperiment {
+    fn from(c: &ExperimentWithCounts) -> FlagExperiment {
+        let e: &Experiment = &c.experiment;
+        FlagExperiment {
+            id: e.id().to_string(),
+            flag_id: e.flag_id().map(ToString::to_string),
+            name: e.name().to_owned(),
+            environment: e.environment().map(str::to_owned),
+            status: e.status(),
+            variants: e
+                .variants()
+                .iter()
+                .map(|v| FlagVariant {
+                    key: v.id.to_string(),
+                    value: v.value.clone().unwrap_or(Value::Null),
+                    percentage: v.weight,
+                })
+                .collect(),
+            conversions: c.conversions,
+            winner: e.winner().map(ToString::to_string),
+            created_at: e.created_at(),
+        }
+    }
+}
+
+/// Start's and stop's answer: `{id, status}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusAnswer {
+    /// The experiment.
+    pub id: String,
+    /// Its status now.
+    pub status: Status,
+}
+
+impl StatusAnswer {
+    /// The answer for `e`.
+    pub fn new(e: &Experiment) -> Data<StatusAnswer> {
+        Data::new(StatusAnswer {
+            id: e.id().to_string(),
+            status: e.status(),
+        })
+    }
+}
+
+/// The body of `POST /api/v1/flags/evaluate`: `{project_id, environment, context}`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateRequest {
+    /// The project whose flags are evaluated.
+    pub project_id: String,
+    /// The environment.
+    pub environment: String,
+    /// Who for: `user_id` and attributes.
+    #[serde(default)]
+    pub context: Context,
+}
+
+/// The body of a flag experiment's stop (not in the document: optional): `{winner, reason,
+/// promote}`; `promote: true` makes the winner's value the flag's default in the same call.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopRequest {
+    /// The winning variant's key.
+    #[serde(default)]
+    pub winner: Option<String>,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Promote the winner's value to the flag's default.
+    #[serde(default)]
+    pub promote: bool,
 }
