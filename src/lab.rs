@@ -176,6 +176,11 @@ impl Lab {
         &self.control.storage
     }
 
+    /// The clock every write and event is stamped with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.control.clock
+    }
+
     /// The metric catalogue.
     pub fn catalogue(&self) -> &MetricCatalogue {
         &self.control.catalogue

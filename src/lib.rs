@@ -57,6 +57,8 @@ mod decision;
 mod error;
 mod events;
 mod hashing;
+#[cfg(feature = "http")]
+pub mod http;
 mod lab;
 mod model;
 mod reports;

@@ -62,11 +62,14 @@ pub enum RecordKind {
     /// (`flag:{id}`) and layer (`layer:{id}`) in the same [`Storage::commit`], so two processes
     /// starting conflicting experiments at once conflict in storage.
     Claim,
+    /// An API key of the `http` feature: its name, project, scope and the SHA-256 digest of
+    /// its secret (never the secret).
+    ApiKey,
 }
 
 impl RecordKind {
     /// Every kind.
-    pub const ALL: [RecordKind; 7] = [
+    pub const ALL: [RecordKind; 8] = [
         RecordKind::Experiment,
         RecordKind::Flag,
         RecordKind::Audience,
@@ -74,6 +77,7 @@ impl RecordKind {
         RecordKind::Layer,
         RecordKind::Settings,
         RecordKind::Claim,
+        RecordKind::ApiKey,
     ];
 
     /// The kind's name (`experiment`, `saved_group`, …), stable: databases store it.
@@ -86,6 +90,7 @@ impl RecordKind {
             RecordKind::Layer => "layer",
             RecordKind::Settings => "settings",
             RecordKind::Claim => "claim",
+            RecordKind::ApiKey => "api_key",
         }
     }
 

@@ -1,0 +1,392 @@
+//! API keys: bearer tokens bound to a project (and an environment where it matters) with a scope,
+//! stored through [`Storage`] as SHA-256 digests of their secrets and compared in constant time.
+//!
+//! A token is `abk_{key id}_{secret}`; the key id finds the record, the secret's digest must
+//! match it. The secret is returned once, by [`ApiKeys::create`]; storage never holds it.
+//! Verification reads an in-memory index (no I/O per request); a key id the index does not know
+//! is looked up in storage once (so a key created by another instance on a shared store works).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::lab::Lab;
+use crate::model::validation::ValidationError;
+use crate::storage::{RecordKind, RecordWrite, Storage};
+use crate::time::{Clock, Timestamp};
+
+/// What a key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Configuration and everything a client key may do.
+    Admin,
+    /// Decisions and events: evaluate, assign, track, conversions.
+    Client,
+}
+
+/// A stored key: everything but its secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    /// The key id (the token's middle part).
+    pub id: String,
+    /// A human name (the audit trail's actor).
+    pub name: String,
+    /// The project it is bound to; `None`: every project (an instance-wide key).
+    pub project: Option<String>,
+    /// The environment it is bound to, for evaluation; `None`: every environment.
+    pub environment: Option<String>,
+    /// What it may do.
+    pub scope: Scope,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A key as storage holds it: the key and the lowercase hex SHA-256 of its secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredKey {
+    #[serde(flatten)]
+    key: ApiKey,
+    digest: String,
+}
+
+/// A request to create a key: `{"name", "project", "environment", "scope"}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewApiKey {
+    /// 1 to 200 characters.
+    pub name: String,
+    /// The project (`project_id` accepted); `None`: every project.
+    #[serde(default, alias = "project_id")]
+    pub project: Option<String>,
+    /// The environment; `None`: every environment.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// `admin` or `client` (default `client`).
+    #[serde(default)]
+    pub scope: Option<Scope>,
+}
+
+/// Who a request is: the key it presented.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The key's name (`admin` for the instance token).
+    pub name: String,
+    /// The project it may see; `None`: every project.
+    pub project: Option<String>,
+    /// The environment it may evaluate; `None`: every environment.
+    pub environment: Option<String>,
+    /// What it may do.
+    pub scope: Scope,
+}
+
+impl Principal {
+    /// Whether the key may see data of `project` (`None`: data with no project, which only
+    /// instance-wide keys see).
+    pub fn sees(&self, project: Option<&str>) -> bool {
+        match &self.project {
+            None => true,
+            Some(p) => project == Some(p.as_str()),
+        }
+    }
+
+    /// Whether the key may evaluate in `environment`.
+    pub fn may_evaluate(&self, environment: &str) -> bool {
+        self.environment.as_deref().is_none_or(|e| e == environment)
+    }
+}
+
+/// The keys of a lab: create, list, revoke, verify. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct ApiKeys {
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    index: Arc<Mutex<HashMap<String, Arc<StoredKey>>>>,
+    admin_digest: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeys")
+            .field("storage", &self.storage)
+            .field("admin_token", &self.admin_digest.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+const PREFIX: &str = "abk_";
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Equal in time independent of where they differ.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `n` random bytes from the operating system, as lowercase hex.
+///
+/// # Errors
+///
+/// A storage-unavailable error when the OS has no randomness to give.
+pub(crate) fn random_hex(n: usize) -> Result<String> {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).map_err(|e| {
+        Error::Storage(crate::storage::StorageError::Backend(format!(
+            "no randomness for a new key: {e}"
+        )))
+    })?;
+    Ok(hex(&buf))
+}
+
+impl ApiKeys {
+    /// The keys stored in `lab`'s storage, and `admin_token` (if any) as an instance-wide admin
+    /// key named `admin` that is never stored. Stored keys are read on first use, one by one.
+    pub fn new(lab: &Lab, admin_token: Option<&str>) -> ApiKeys {
+        ApiKeys {
+            storage: Arc::clone(lab.storage()),
+            clock: Arc::clone(lab.clock()),
+            index: Arc::default(),
+            admin_digest: admin_token.map(|t| sha256(t.as_bytes())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<StoredKey>>> {
+        self.index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Creates a key; returns it and its token (`abk_{id}_{secret}`), which is shown only now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Validation`] for an empty or too long name; a storage failure.
+    pub fn create(&self, new: NewApiKey) -> Result<(ApiKey, String)> {
+        let name = new.name.trim();
+        if name.is_empty() || name.chars().count() > crate::model::limits::MAX_NAME_LEN {
+            return Err(ValidationError::field(
+                "name",
+                format!(
+                    "{:?} must be 1 to {} characters",
+                    new.name,
+                    crate::model::limits::MAX_NAME_LEN
+                ),
+            )
+            .into());
+        }
+        for (field, v) in [("project", &new.project), ("environment", &new.environment)] {
+            if v.as_deref().is_some_and(|s| s.is_empty() || s.len() > 200) {
+                return Err(
+                    ValidationError::field(field, format!("{v:?} must be 1 to 200 bytes")).into(),
+                );
+            }
+        }
+        let id = random_hex(8)?;
+        let secret = random_hex(32)?;
+        let key = StoredKey {
+            key: ApiKey {
+                id: id.clone(),
+                name: name.to_owned(),
+                project: new.project,
+                environment: new.environment,
+                scope: new.scope.unwrap_or(Scope::Client),
+                created_at: self.clock.now(),
+            },
+            digest: hex(&sha256(secret.as_bytes())),
+        };
+        let body = serde_json::to_value(&key).map_err(|e| {
+            Error::Storage(crate::storage::StorageError::Backend(format!(
+                "api key does not encode: {e}"
+            )))
+        })?;
+        self.storage.put_record(
+            RecordWrite {
+                kind: RecordKind::ApiKey,
+                id: &id,
+                unique_key: None,
+                body: &body,
+            },
+            None,
+        )?;
+        let public = key.key.clone();
+        self.lock().insert(id.clone(), Arc::new(key));
+        Ok((public, format!("{PREFIX}{id}_{secret}")))
+    }
+
+    /// Every stored key (without digests), by id.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure; a stored key that does not decode.
+    pub fn list(&self) -> Result<Vec<ApiKey>> {
+        self.storage
+            .list_records(RecordKind::ApiKey)?
+            .iter()
+            .map(|r| decode(&r.body).map(|k| k.key))
+            .collect()
+    }
+
+    /// Revokes key `id`: its token stops working at once on this instance.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`]; a storage failure.
+    pub fn revoke(&self, id: &str) -> Result<()> {
+        let r = self
+            .storage
+            .get_record(RecordKind::ApiKey, id)?
+            .ok_or_else(|| Error::NotFound {
+                kind: "api key",
+                id: id.to_owned(),
+            })?;
+        self.storage
+            .delete_record(RecordKind::ApiKey, id, r.version)?;
+        self.lock().remove(id);
+        Ok(())
+    }
+
+    /// The principal `token` stands for, from the in-memory index only (no I/O). `Err(id)`
+    /// when the token is well-formed but its key id is unknown here: look it up with
+    /// [`ApiKeys::load`] (it may have been created by another instance).
+    pub fn verify_cached(&self, token: &str) -> Result<Option<Principal>, String> {
+        if let Some(admin) = &self.admin_digest
+            && constant_time_eq(admin, &sha256(token.as_bytes()))
+        {
+            return Ok(Some(Principal {
+                name: "admin".to_owned(),
+                project: None,
+                environment: None,
+                scope: Scope::Admin,
+            }));
+        }
+        let Some((id, secret)) = token
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split_once('_'))
+        else {
+            return Ok(None);
+        };
+        let Some(key) = self.lock().get(id).cloned() else {
+            return Err(id.to_owned());
+        };
+        Ok(check(&key, secret))
+    }
+
+    /// Loads key `id` from storage into the index (a blocking read).
+    ///
+    /// # Errors
+    ///
+    /// A storage failure; a stored key that does not decode.
+    pub fn load(&self, id: &str) -> Result<bool> {
+        match self.storage.get_record(RecordKind::ApiKey, id)? {
+            Some(r) => {
+                let key = decode(&r.body)?;
+                self.lock().insert(id.to_owned(), Arc::new(key));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The principal `token` stands for, loading an unknown key id from storage (blocking).
+    ///
+    /// # Errors
+    ///
+    /// A storage failure.
+    pub fn verify(&self, token: &str) -> Result<Option<Principal>> {
+        match self.verify_cached(token) {
+            Ok(p) => Ok(p),
+            Err(id) => {
+                if self.load(&id)? {
+                    Ok(self.verify_cached(token).unwrap_or(None))
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
+fn check(stored: &StoredKey, secret: &str) -> Option<Principal> {
+    let digest = unhex(&stored.digest)?;
+    let key = &stored.key;
+    constant_time_eq(&digest, &sha256(secret.as_bytes())).then(|| Principal {
+        name: key.name.clone(),
+        project: key.project.clone(),
+        environment: key.environment.clone(),
+        scope: key.scope,
+    })
+}
+
+fn decode(body: &Value) -> Result<StoredKey> {
+    serde_json::from_value(body.clone()).map_err(|e| {
+        Error::Storage(crate::storage::StorageError::Corrupt(format!(
+            "stored api key does not decode: {e}"
+        )))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_and_revoke() -> Result<()> {
+        let lab = Lab::new();
+        let keys = ApiKeys::new(&lab, Some("root"));
+        let (key, token) = keys.create(NewApiKey {
+            name: "ci".into(),
+            project: Some("p1".into()),
+            ..NewApiKey::default()
+        })?;
+        let p = keys.verify(&token)?.ok_or(Error::NotFound {
+            kind: "principal",
+            id: token.clone(),
+        })?;
+        assert_eq!((p.project.as_deref(), p.scope), (Some("p1"), Scope::Client));
+        let stored = lab.storage().get_record(RecordKind::ApiKey, &key.id)?;
+        let body = stored.map(|r| r.body.to_string()).unwrap_or_default();
+        let secret = token.rsplit('_').next().unwrap_or_default();
+        assert!(!body.contains(secret), "the secret is not stored: {body}");
+        assert!(body.contains(&hex(&sha256(secret.as_bytes()))));
+        let mut wrong = token.clone();
+        wrong.pop();
+        wrong.push(if token.ends_with('0') { '1' } else { '0' });
+        assert_eq!(keys.verify(&wrong)?, None);
+        assert_eq!(keys.verify("root")?.map(|p| p.scope), Some(Scope::Admin));
+        assert_eq!(keys.verify("abk_nope_x")?, None);
+        // Another handle on the same storage (another instance) loads it on first use.
+        let other = ApiKeys::new(&lab, None);
+        assert!(other.verify(&token)?.is_some());
+        keys.revoke(&key.id)?;
+        assert_eq!(keys.verify(&token)?, None);
+        assert!(keys.list()?.is_empty());
+        Ok(())
+    }
+}
