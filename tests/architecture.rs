@@ -37,7 +37,15 @@ const RULES: &[(&str, &[&str])] = &[
     ("events", &["model", "decision", "storage", "error", "time"]),
     (
         "reports",
-        &["control", "model", "storage", "stats", "error", "time"],
+        &[
+            "control",
+            "model",
+            "storage",
+            "stats",
+            "error",
+            "time",
+            "allocation",
+        ],
     ),
     (
         "wire",

@@ -678,6 +678,46 @@ fn track(lab: &Lab, p: &Principal, event: &TrackEvent) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `value` in `{"data": …}` with its version as `ETag`.
+fn tagged<T: serde::Serialize>(value: &T, version: u64) -> Response {
+    with_etag(json(StatusCode::OK, &Data::new(value)), version)
+}
+
+/// Experiment `id`, visible to `p`, with its counts.
+async fn counted(s: &AppState, p: Principal, id: String) -> Result<ExperimentWithCounts, ApiError> {
+    blocking(s, move |lab| {
+        let e = experiment(lab, &p, &id)?;
+        Ok(lab.reports().counts_of(e)?)
+    })
+    .await
+}
+
+/// Assigns the body's user in experiment `id` (see [`assignment`]) and answers with `answer`.
+async fn assign_with<T, F>(s: &AppState, p: Principal, id: String, b: Body, answer: F) -> Answer
+where
+    T: serde::Serialize + Send + 'static,
+    F: FnOnce(&Experiment, &str, Option<&str>) -> Data<T> + Send + 'static,
+{
+    let req: AssignRequest = wire::parse(&body(b)?)?;
+    let data = blocking(s, move |lab| {
+        let e = experiment(lab, &p, &id)?;
+        let v = assignment(lab, &e, &req)?;
+        Ok(answer(&e, &req.user_id, v.as_deref()))
+    })
+    .await?;
+    ok(&data)
+}
+
+/// Runs delete `f` on `id` and answers `{"data": {"id", "deleted": true}}`.
+async fn delete_with<F>(s: &AppState, id: String, f: F) -> Answer
+where
+    F: FnOnce(&Lab, &str) -> Result<(), ApiError> + Send + 'static,
+{
+    let answer = feed::Deleted::new(&id);
+    blocking(s, move |lab| f(lab, &id)).await?;
+    ok(&answer)
+}
+
 // ----- service -----
 
 async fn health() -> Response {
@@ -706,12 +746,7 @@ async fn audiences_get(State(s): State<AppState>, Path(id): Path<String>) -> Ans
 }
 
 async fn audiences_delete(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
-    let answer = feed::Deleted {
-        id: id.clone(),
-        deleted: true,
-    };
-    blocking(&s, move |lab| Ok(lab.targeting().delete_audience(&id)?)).await?;
-    ok(&Data::new(answer))
+    delete_with(&s, id, |lab, id| Ok(lab.targeting().delete_audience(id)?)).await
 }
 
 fn instance_admin(p: &Principal) -> Result<(), ApiError> {
@@ -758,12 +793,7 @@ async fn keys_revoke(
 ) -> Answer {
     instance_admin(&p)?;
     let keys = s.keys.clone();
-    let answer = feed::Deleted {
-        id: id.clone(),
-        deleted: true,
-    };
-    blocking(&s, move |_| Ok(keys.revoke(&id)?)).await?;
-    ok(&Data::new(answer))
+    delete_with(&s, id, move |_, id| Ok(keys.revoke(id)?)).await
 }
 
 // ----- flow -----
@@ -797,15 +827,10 @@ async fn flow_get(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Answer {
-    let c = blocking(&s, move |lab| {
-        let e = experiment(lab, &p, &id)?;
-        Ok(lab.reports().counts_of(e)?)
-    })
-    .await?;
-    let v = c.experiment.version();
-    Ok(with_etag(
-        json(StatusCode::OK, &Data::new(flow::FlowExperiment::detail(&c))),
-        v,
+    let c = counted(&s, p, id).await?;
+    Ok(tagged(
+        &flow::FlowExperiment::detail(&c),
+        c.experiment.version(),
     ))
 }
 
@@ -837,10 +862,9 @@ async fn flow_update(
     b: Body,
 ) -> Answer {
     let c = update_experiment(&s, p, id, &headers, b).await?;
-    let v = c.experiment.version();
-    Ok(with_etag(
-        json(StatusCode::OK, &Data::new(flow::FlowExperiment::detail(&c))),
-        v,
+    Ok(tagged(
+        &flow::FlowExperiment::detail(&c),
+        c.experiment.version(),
     ))
 }
 
@@ -897,9 +921,8 @@ async fn flow_results(
     Path(id): Path<String>,
 ) -> Answer {
     let r = blocking(&s, move |lab| {
-        let e = experiment(lab, &p, &id)?;
-        let raw = lab.reports().results(&id)?;
-        Ok(flow::Results::new(raw, &e))
+        experiment(lab, &p, &id)?;
+        Ok(flow::Results::new(lab.reports().results(&id)?))
     })
     .await?;
     ok(&r)
@@ -924,14 +947,7 @@ async fn flow_assign(
     Path(id): Path<String>,
     b: Body,
 ) -> Answer {
-    let req: AssignRequest = wire::parse(&body(b)?)?;
-    let answer = blocking(&s, move |lab| {
-        let e = experiment(lab, &p, &id)?;
-        let v = assignment(lab, &e, &req)?;
-        Ok(flow::Assigned::new(&e, &req.user_id, v.as_deref()))
-    })
-    .await?;
-    ok(&answer)
+    assign_with(&s, p, id, b, flow::Assigned::new).await
 }
 
 async fn flow_convert(
@@ -983,15 +999,10 @@ async fn feed_get(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Answer {
-    let c = blocking(&s, move |lab| {
-        let e = experiment(lab, &p, &id)?;
-        Ok(lab.reports().counts_of(e)?)
-    })
-    .await?;
-    let v = c.experiment.version();
-    Ok(with_etag(
-        json(StatusCode::OK, &Data::new(feed::FeedExperiment::detail(&c))),
-        v,
+    let c = counted(&s, p, id).await?;
+    Ok(tagged(
+        &feed::FeedExperiment::detail(&c),
+        c.experiment.version(),
     ))
 }
 
@@ -1003,10 +1014,9 @@ async fn feed_update(
     b: Body,
 ) -> Answer {
     let c = update_experiment(&s, p, id, &headers, b).await?;
-    let v = c.experiment.version();
-    Ok(with_etag(
-        json(StatusCode::OK, &Data::new(feed::FeedExperiment::detail(&c))),
-        v,
+    Ok(tagged(
+        &feed::FeedExperiment::detail(&c),
+        c.experiment.version(),
     ))
 }
 
@@ -1015,16 +1025,11 @@ async fn feed_delete(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Answer {
-    let answer = feed::Deleted {
-        id: id.clone(),
-        deleted: true,
-    };
-    blocking(&s, move |lab| {
-        experiment(lab, &p, &id)?;
-        Ok(lab.experiments().delete(&id)?)
+    delete_with(&s, id, move |lab, id| {
+        experiment(lab, &p, id)?;
+        Ok(lab.experiments().delete(id)?)
     })
-    .await?;
-    ok(&Data::new(answer))
+    .await
 }
 
 async fn feed_start(
@@ -1066,14 +1071,7 @@ async fn feed_assign(
     Path(id): Path<String>,
     b: Body,
 ) -> Answer {
-    let req: AssignRequest = wire::parse(&body(b)?)?;
-    let answer = blocking(&s, move |lab| {
-        let e = experiment(lab, &p, &id)?;
-        let v = assignment(lab, &e, &req)?;
-        Ok(feed::Assigned::new(&e, &req.user_id, v.as_deref()))
-    })
-    .await?;
-    ok(&answer)
+    assign_with(&s, p, id, b, feed::Assigned::new).await
 }
 
 async fn feed_event(
@@ -1189,16 +1187,11 @@ async fn flags_delete(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Answer {
-    let answer = feed::Deleted {
-        id: id.clone(),
-        deleted: true,
-    };
-    blocking(&s, move |lab| {
-        flag_of(lab, &p, &id)?;
-        Ok(lab.flags().delete(&id)?)
+    delete_with(&s, id, move |lab, id| {
+        flag_of(lab, &p, id)?;
+        Ok(lab.flags().delete(id)?)
     })
-    .await?;
-    ok(&Data::new(answer))
+    .await
 }
 
 async fn flag_experiments_list(

@@ -56,8 +56,12 @@ pub struct RawVariantResults {
     pub variant_id: String,
     /// Its name.
     pub variant_name: String,
-    /// Its split percentage.
-    pub split_percentage: f64,
+    /// Its share, serialized as `splitPercentage` in percent (`50`, or `33.33` when not whole).
+    #[serde(
+        rename = "splitPercentage",
+        serialize_with = "crate::model::variant::percent"
+    )]
+    pub weight: crate::allocation::Weight,
     /// Enrolled units.
     pub participants: u64,
     /// Per-metric sums.
@@ -208,7 +212,7 @@ impl<'l> Reports<'l> {
                 RawVariantResults {
                     variant_id: v.id.to_string(),
                     variant_name: v.name.clone(),
-                    split_percentage: v.weight.as_percent(),
+                    weight: v.weight,
                     participants: t.participants,
                     results: e
                         .metrics()

@@ -215,13 +215,23 @@ impl Stopped {
     }
 }
 
-/// Delete's answer: `{id, deleted: true}`.
+/// Delete's answer: `{id, deleted: true}` (the flag API's and the service routes' too).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Deleted {
-    /// The experiment.
+    /// What was deleted.
     pub id: String,
     /// Always `true`.
     pub deleted: bool,
+}
+
+impl Deleted {
+    /// `{"data": {"id": id, "deleted": true}}`.
+    pub fn new(id: &str) -> Data<Deleted> {
+        Data::new(Deleted {
+            id: id.to_owned(),
+            deleted: true,
+        })
+    }
 }
 
 /// Results: the analysis as the document shows it (see the module's notes for what it adds).

@@ -18,7 +18,9 @@ use crate::control::Page;
 use crate::model::experiment::{Experiment, ExperimentType};
 use crate::model::lifecycle::Status;
 use crate::model::variant::{Variant, percent};
-use crate::reports::{ComputedResults, ExperimentWithCounts, RawMetric, RawResults};
+use crate::reports::{
+    ComputedResults, ComputedVariant, ExperimentWithCounts, RawMetric, RawResults,
+};
 use crate::time::Timestamp;
 use crate::wire::Data;
 
@@ -241,16 +243,15 @@ pub struct Results {
 }
 
 impl Results {
-    /// The document's form of `raw`; `e` gives the variants' weights.
-    pub fn new(raw: RawResults, e: &Experiment) -> Data<Results> {
+    /// The document's form of `raw`.
+    pub fn new(raw: RawResults) -> Data<Results> {
         let variants = raw
             .variants
             .into_iter()
-            .zip(e.variants())
-            .map(|(r, v)| ResultsVariant {
+            .map(|r| ResultsVariant {
                 variant_id: r.variant_id,
                 variant_name: r.variant_name,
-                split_percentage: v.weight,
+                split_percentage: r.weight,
                 participants: r.participants,
                 results: r.results,
             })
@@ -266,49 +267,23 @@ impl Results {
     }
 }
 
-/// One variant of `compute-results`: `{variantId, variantName, sampleSize, conversions,
-/// conversionRate}` (`conversionRate` is `null` with no units).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ComputedVariant {
-    /// Its id.
-    pub variant_id: String,
-    /// Its name.
-    pub variant_name: String,
-    /// Enrolled units.
-    pub sample_size: u64,
-    /// Units that converted.
-    pub conversions: u64,
-    /// conversions / sampleSize.
-    pub conversion_rate: Option<f64>,
-}
-
 /// `POST /api/experiments/:id/compute-results`'s `data`: `{experimentId, variants}`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Computed {
     /// The experiment.
     pub experiment_id: String,
-    /// Per variant.
+    /// Per variant: `{variantId, variantName, sampleSize, conversions, conversionRate}` (the
+    /// domain's form is the document's; `conversionRate` is `null` with no units).
     pub variants: Vec<ComputedVariant>,
 }
 
 impl Computed {
-    /// The document's form of `c`.
+    /// The document's form of `c` (the domain's, without its `metric`).
     pub fn new(c: ComputedResults) -> Data<Computed> {
         Data::new(Computed {
             experiment_id: c.experiment_id,
-            variants: c
-                .variants
-                .into_iter()
-                .map(|v| ComputedVariant {
-                    variant_id: v.variant_id,
-                    variant_name: v.variant_name,
-                    sample_size: v.sample_size,
-                    conversions: v.conversions,
-                    conversion_rate: v.conversion_rate,
-                })
-                .collect(),
+            variants: c.variants,
         })
     }
 }
