@@ -3,8 +3,9 @@
 //! the bare work it wraps, in the same run:
 //!
 //! * `http/evaluate/100_flags` — `POST /api/v1/flags/evaluate` for a project of 100 flags, each
-//!   with one targeting rule; `http/evaluate/bare` — `Lab::evaluate_all` + serializing the same
-//!   answer.
+//!   with one targeting rule; `http/evaluate/bare` — `Lab::evaluate_all` + writing the same
+//!   answer from the pre-encoded fragments (what the handler does); `http/evaluate/bare_serde` —
+//!   the same answer through serde instead.
 //! * `http/assign` — `POST /api/experiments/{id}/assign` on a running experiment (the exposure
 //!   recorded on the blocking pool); `http/assign/bare` — `Lab::expose` for the same units.
 //! * `http/health` — `GET /health`, the floor.
@@ -116,6 +117,15 @@ fn bench(c: &mut Criterion) {
         });
     });
     g.bench_function("evaluate/bare", |b| {
+        b.iter(|| {
+            i = (i + 1) % USERS;
+            let all = lab.evaluate_all("p", "production", black_box(&contexts[i]));
+            let mut out = Vec::with_capacity(64 * all.len() + 16);
+            abkit::wire::flag::EvaluateResponse(&all).write_json(&mut out);
+            black_box(out)
+        });
+    });
+    g.bench_function("evaluate/bare_serde", |b| {
         b.iter(|| {
             i = (i + 1) % USERS;
             let all = lab.evaluate_all("p", "production", black_box(&contexts[i]));

@@ -5,7 +5,7 @@
 use abkit::{
     Context, Error, ErrorCode, Lab, NewExperiment, NewFlag, Reason, StopRequest, TrackEvent,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn read(name: &str) -> String {
     std::fs::read_to_string(format!(
@@ -326,4 +326,63 @@ fn one_running_experiment_per_flag_and_environment_and_anonymous_units_get_rules
     )
     .unwrap();
     lab.flags().create(star).unwrap();
+}
+
+/// The evaluate response written from the fragments the snapshot encoded once is byte for byte
+/// what serde writes, for every kind of value a flag serves (defaults, rules, variants; strings
+/// that need escaping, numbers, objects, arrays, null) and for users in and out of the rules.
+#[test]
+fn pre_encoded_evaluate_response_equals_serde() {
+    let lab = Lab::new();
+    let values = [
+        json!("plain"),
+        json!("quote \" backslash \\ newline \n tab \t é ☃ \u{1}"),
+        json!(0.1),
+        json!(-3),
+        json!(1e300),
+        json!({"nested": {"list": [1, "two", null, true]}, "k\"ey": "v"}),
+        json!([]),
+        json!(null),
+    ];
+    for (i, v) in values.iter().enumerate() {
+        let flag_type = match v {
+            Value::String(_) => "string",
+            Value::Number(_) => "number",
+            _ => "json",
+        };
+        let default = if v.is_null() { json!({}) } else { v.clone() };
+        let new: NewFlag = serde_json::from_value(json!({
+            "project_id": "p", "key": format!("flag \"{i}\" ☃"), "flag_type": flag_type,
+            "default_value": default, "enabled": true,
+            "rules": [{"id": format!("rule \"{i}\""), "condition": {"plan": "pro"}, "value": default}]
+        }))
+        .unwrap();
+        lab.flags().create(new).unwrap();
+    }
+    let flag = lab
+        .flags()
+        .create(serde_json::from_value(json!({"project_id": "p", "key": "exp", "flag_type": "string", "default_value": "a\""})).unwrap())
+        .unwrap();
+    let exp = lab
+        .flags()
+        .create_experiment(
+            flag.id.as_str(),
+            serde_json::from_value(json!({"name": "e", "variants": [
+                {"key": "a", "value": "a\"", "percentage": 50}, {"key": "b", "value": "b\\", "percentage": 50}]}))
+            .unwrap(),
+        )
+        .unwrap();
+    lab.experiments().start(exp.id().as_str()).unwrap();
+    for user in 0..50 {
+        let ctx = Context::new(format!("u{user}"))
+            .with_attribute("plan", if user % 2 == 0 { "pro" } else { "free" });
+        let all = lab.evaluate_all("p", "production", &ctx);
+        let response = abkit::wire::flag::EvaluateResponse(&all);
+        let mut written = Vec::new();
+        response.write_json(&mut written);
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            serde_json::to_string(&response).unwrap()
+        );
+    }
 }

@@ -1305,3 +1305,70 @@ async fn openapi_document_matches_the_routes() {
     }
     s.stop().await;
 }
+
+// ----- storage unavailable, timeouts -----
+
+/// A store that refuses writes (a real SQLite file opened read-only): writes answer 503, reads
+/// still work, nothing is a 500.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_unavailable_is_503() {
+    use abkit::storage::SqliteStorage;
+    let dir = std::env::temp_dir().join(format!("abkit-http-ro-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ro.db");
+    drop(SqliteStorage::open(&path).unwrap());
+    let store = SqliteStorage::open_read_only(&path).unwrap();
+    let lab = Arc::new(Lab::builder().storage(Arc::new(store)).build().unwrap());
+    let s = Server::start(lab, Settings::new(Some(ADMIN.into()))).await;
+    let body = json!({"name": "a", "variants": [{"name": "A"}, {"name": "B"}]});
+    let r = s
+        .admin("POST", "/api/experiments", Some(&body))
+        .await
+        .expect(503);
+    assert_eq!(r.error_code(), "storage_unavailable");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("read-only")
+    );
+    s.admin("GET", "/api/experiments", None).await.expect(200);
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A write stuck behind another process's lock on the SQLite file (a real exclusive lock, held
+/// by a second connection) times out at the request timeout with 503; the runtime is not blocked
+/// meanwhile (`/health` answers while the write waits).
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_timeout_is_503() {
+    use abkit::storage::SqliteStorage;
+    let dir = std::env::temp_dir().join(format!("abkit-http-lock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("locked.db");
+    let lab = Arc::new(
+        Lab::builder()
+            .storage(Arc::new(SqliteStorage::open(&path).unwrap()))
+            .build()
+            .unwrap(),
+    );
+    let mut settings = Settings::new(Some(ADMIN.into()));
+    settings.request_timeout = std::time::Duration::from_millis(300);
+    let s = Server::start(lab, settings).await;
+    let locker = rusqlite::Connection::open(&path).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let body = json!({"name": "a", "variants": [{"name": "A"}, {"name": "B"}]});
+    let (stuck, health) = tokio::join!(s.admin("POST", "/api/experiments", Some(&body)), async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        s.call(None, "GET", "/health", None).await
+    });
+    let stuck = stuck.expect(503);
+    assert_eq!(stuck.error_code(), "timeout");
+    health.expect(200);
+    locker.execute_batch("ROLLBACK").unwrap();
+    drop(locker);
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

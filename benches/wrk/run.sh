@@ -2,7 +2,7 @@
 # Loopback load test of the `http` feature (BENCHMARKS.md, "Serving"): the example server (release
 # build, in-memory store) with a project of 100 string flags, each with one targeting rule, then
 #   wrk POST /api/v1/flags/evaluate (a client key, 1 024 users cycling)  and  wrk GET /health
-# in the same run. Needs `wrk` (Debian: apt-get install wrk). Usage: bash benches/wrk/run.sh [seconds]
+# in the same run (health, evaluate, health, evaluate), then POST /api/experiments/{id}/assign. Needs `wrk` (Debian: apt-get install wrk). Usage: bash benches/wrk/run.sh [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-10}
@@ -20,6 +20,9 @@ for i in $(seq 0 99); do
 done
 ABKIT_CLIENT_TOKEN=$(curl -sf -X POST "$base/api/keys" -H "$auth" -d '{"name":"wrk","project":"bench","scope":"client"}' | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
 export ABKIT_CLIENT_TOKEN
+exp=$(curl -sf -X POST "$base/api/experiments" -H "$auth" -d '{"name":"wrk","projectId":"bench","variants":[{"name":"A","splitPercentage":50,"flowId":"a"},{"name":"B","splitPercentage":50,"flowId":"b"}]}' | sed -n 's/.*"id":"\(exp_[^"]*\)".*/\1/p')
+curl -sf -o /dev/null -X POST "$base/api/experiments/$exp/start" -H "$auth"
+export ABKIT_ASSIGN_PATH="/api/experiments/$exp/assign"
 flags=$(curl -sf -X POST "$base/api/v1/flags/evaluate" -H "Authorization: Bearer $ABKIT_CLIENT_TOKEN" -d '{"project_id":"bench","environment":"production","context":{"user_id":"u","country":"DE"}}' | grep -o '"rule_id"' | wc -l)
 echo "evaluate answers $flags flags"
 echo "== GET /health"
@@ -28,3 +31,7 @@ echo "== POST /api/v1/flags/evaluate (100 flags)"
 wrk -t1 -c64 -d"${secs}s" --latency -s benches/wrk/evaluate.lua "$base"
 echo "== GET /health (again, after)"
 wrk -t1 -c64 -d"${secs}s" --latency "$base/health"
+echo "== POST /api/v1/flags/evaluate (100 flags, again)"
+wrk -t1 -c64 -d"${secs}s" --latency -s benches/wrk/evaluate.lua "$base"
+echo "== POST /api/experiments/{id}/assign (exposure recorded)"
+wrk -t1 -c64 -d"${secs}s" --latency -s benches/wrk/assign.lua "$base"

@@ -102,6 +102,16 @@ struct CompiledRule {
     condition: crate::targeting::Condition,
     value: Value,
     rollout: Option<(LayerHasher, u16)>,
+    /// `id` and `value` as JSON text, encoded once at compile time.
+    id_json: Box<str>,
+    value_json: Box<str>,
+}
+
+/// `v` as JSON text (a `Value` always encodes; `null` if it somehow did not).
+fn json_text<T: serde::Serialize + ?Sized>(v: &T) -> Box<str> {
+    serde_json::to_string(v)
+        .unwrap_or_else(|_| "null".to_owned())
+        .into_boxed_str()
 }
 
 /// A flag compiled for evaluation: its rules bound to their saved groups, and the running
@@ -111,6 +121,11 @@ pub(crate) struct CompiledFlag {
     rules: Vec<CompiledRule>,
     /// Running experiments attached to it: (environment, experiment).
     experiments: Vec<(Option<EnvName>, Arc<CompiledExperiment>)>,
+    /// The key, the default value and each experiment's variant values as JSON text, encoded
+    /// once so that writing an evaluation is copying (see [`EvaluateAllResponse::json_parts`]).
+    key_json: Box<str>,
+    default_json: Box<str>,
+    variants_json: Vec<Vec<Box<str>>>,
 }
 
 impl std::fmt::Debug for CompiledFlag {
@@ -134,6 +149,8 @@ impl CompiledFlag {
             .iter()
             .map(|rule| CompiledRule {
                 id: rule.id.clone(),
+                id_json: json_text(&rule.id),
+                value_json: json_text(&rule.value),
                 condition: rule.condition.bind_lenient(groups),
                 value: rule.value.clone(),
                 rollout: rule.percentage.map(|p| {
@@ -143,14 +160,27 @@ impl CompiledFlag {
             })
             .collect();
         experiments.sort_by(|a, b| a.experiment().id().cmp(b.experiment().id()));
+        let variants_json = experiments
+            .iter()
+            .map(|c| {
+                c.experiment()
+                    .variants()
+                    .iter()
+                    .map(|v| json_text(v.value.as_ref().unwrap_or(&NULL)))
+                    .collect()
+            })
+            .collect();
         let experiments = experiments
             .into_iter()
             .map(|c| (c.experiment().environment().map(EnvName::new), c))
             .collect();
         CompiledFlag {
+            key_json: json_text(flag.key.as_str()),
+            default_json: json_text(&flag.default_value),
             flag,
             rules,
             experiments,
+            variants_json,
         }
     }
 
@@ -224,6 +254,28 @@ impl CompiledFlag {
                 .and_then(|v| v.value.as_ref())
                 .unwrap_or(&NULL),
         }
+    }
+
+    /// The key, the value served and the rule id (`null` when none) as JSON text.
+    fn json_parts(&self, source: Source) -> (&str, &str, &str) {
+        let value = match source {
+            Source::None => "null",
+            Source::Default => &self.default_json,
+            Source::Rule(i) => self
+                .rules
+                .get(i as usize)
+                .map_or("null", |r| &*r.value_json),
+            Source::Variant(e, v) => self
+                .variants_json
+                .get(e as usize)
+                .and_then(|vs| vs.get(v as usize))
+                .map_or("null", |s| &**s),
+        };
+        let rule = match source {
+            Source::Rule(i) => self.rules.get(i as usize).map_or("null", |r| &*r.id_json),
+            _ => "null",
+        };
+        (&self.key_json, value, rule)
     }
 
     fn rule_id(&self, source: Source) -> Option<&str> {
@@ -430,6 +482,15 @@ impl<'c> EvaluateAllResponse<'c> {
                 f.value(outcome.source),
                 f.rule_id(outcome.source),
             ))
+        })
+    }
+
+    /// (key, value, rule id) for every flag as JSON text (a string literal, a JSON value, a
+    /// string literal or `null`), sorted by key: encoded once when the flag was compiled, so
+    /// writing a response is copying. The same data as [`EvaluateAllResponse::iter`].
+    pub fn json_parts(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.results.iter().filter_map(|(i, outcome)| {
+            Some(self.snapshot.flags.get(*i)?.json_parts(outcome.source))
         })
     }
 

@@ -5,9 +5,14 @@
 //! match it. The secret is returned once, by [`ApiKeys::create`]; storage never holds it.
 //! Verification reads an in-memory index (no I/O per request); a key id the index does not know
 //! is looked up in storage once (so a key created by another instance on a shared store works).
+//! A revocation takes effect at once through the handle that made it (the router's own, behind
+//! `DELETE /api/keys/{id}`); another handle or instance that already verified the key keeps it
+//! until it restarts (change propagation across instances is the fleet's).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -107,8 +112,9 @@ impl Principal {
 pub struct ApiKeys {
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
-    index: Arc<Mutex<HashMap<String, Arc<StoredKey>>>>,
+    index: Arc<ArcSwap<HashMap<String, Arc<Entry>>>>,
     admin_digest: Option<[u8; 32]>,
+    admin: Arc<Principal>,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -121,6 +127,28 @@ impl std::fmt::Debug for ApiKeys {
 }
 
 const PREFIX: &str = "abk_";
+
+/// A verified key as the index holds it: the secret's digest and the principal it stands for.
+#[derive(Debug)]
+struct Entry {
+    digest: [u8; 32],
+    principal: Arc<Principal>,
+}
+
+impl Entry {
+    fn of(stored: &StoredKey) -> Option<Entry> {
+        let key = &stored.key;
+        Some(Entry {
+            digest: unhex(&stored.digest)?,
+            principal: Arc::new(Principal {
+                name: key.name.clone(),
+                project: key.project.clone(),
+                environment: key.environment.clone(),
+                scope: key.scope,
+            }),
+        })
+    }
+}
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
@@ -174,13 +202,31 @@ impl ApiKeys {
             clock: Arc::clone(lab.clock()),
             index: Arc::default(),
             admin_digest: admin_token.map(|t| sha256(t.as_bytes())),
+            admin: Arc::new(Principal {
+                name: "admin".to_owned(),
+                project: None,
+                environment: None,
+                scope: Scope::Admin,
+            }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<StoredKey>>> {
-        self.index
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Changes the index: copy on write (keys change rarely; verification never waits).
+    fn update(&self, f: impl Fn(&mut HashMap<String, Arc<Entry>>)) {
+        self.index.rcu(|old| {
+            let mut next = HashMap::clone(old);
+            f(&mut next);
+            next
+        });
+    }
+
+    fn remember(&self, stored: &StoredKey) {
+        if let Some(entry) = Entry::of(stored).map(Arc::new) {
+            let id = stored.key.id.clone();
+            self.update(|m| {
+                m.insert(id.clone(), Arc::clone(&entry));
+            });
+        }
     }
 
     /// Creates a key; returns it and its token (`abk_{id}_{secret}`), which is shown only now.
@@ -235,9 +281,8 @@ impl ApiKeys {
             },
             None,
         )?;
-        let public = key.key.clone();
-        self.lock().insert(id.clone(), Arc::new(key));
-        Ok((public, format!("{PREFIX}{id}_{secret}")))
+        self.remember(&key);
+        Ok((key.key, format!("{PREFIX}{id}_{secret}")))
     }
 
     /// Every stored key (without digests), by id.
@@ -268,34 +313,35 @@ impl ApiKeys {
             })?;
         self.storage
             .delete_record(RecordKind::ApiKey, id, r.version)?;
-        self.lock().remove(id);
+        self.update(|m| {
+            m.remove(id);
+        });
         Ok(())
     }
 
-    /// The principal `token` stands for, from the in-memory index only (no I/O). `Err(id)`
+    /// The principal `token` stands for, from the in-memory index only (no I/O): one SHA-256 of
+    /// the secret and a constant-time comparison (the instance token: one of the token). `Err(id)`
     /// when the token is well-formed but its key id is unknown here: look it up with
     /// [`ApiKeys::load`] (it may have been created by another instance).
-    pub fn verify_cached(&self, token: &str) -> Result<Option<Principal>, String> {
+    pub fn verify_cached(&self, token: &str) -> Result<Option<Arc<Principal>>, String> {
+        let parts = token
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split_once('_'));
+        if let Some((id, secret)) = parts
+            && let Some(entry) = self.index.load().get(id)
+        {
+            let ok = constant_time_eq(&entry.digest, &sha256(secret.as_bytes()));
+            return Ok(ok.then(|| Arc::clone(&entry.principal)));
+        }
         if let Some(admin) = &self.admin_digest
             && constant_time_eq(admin, &sha256(token.as_bytes()))
         {
-            return Ok(Some(Principal {
-                name: "admin".to_owned(),
-                project: None,
-                environment: None,
-                scope: Scope::Admin,
-            }));
+            return Ok(Some(Arc::clone(&self.admin)));
         }
-        let Some((id, secret)) = token
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split_once('_'))
-        else {
-            return Ok(None);
-        };
-        let Some(key) = self.lock().get(id).cloned() else {
-            return Err(id.to_owned());
-        };
-        Ok(check(&key, secret))
+        match parts {
+            Some((id, _)) => Err(id.to_owned()),
+            None => Ok(None),
+        }
     }
 
     /// Loads key `id` from storage into the index (a blocking read).
@@ -306,8 +352,7 @@ impl ApiKeys {
     pub fn load(&self, id: &str) -> Result<bool> {
         match self.storage.get_record(RecordKind::ApiKey, id)? {
             Some(r) => {
-                let key = decode(&r.body)?;
-                self.lock().insert(id.to_owned(), Arc::new(key));
+                self.remember(&decode(&r.body)?);
                 Ok(true)
             }
             None => Ok(false),
@@ -319,7 +364,7 @@ impl ApiKeys {
     /// # Errors
     ///
     /// A storage failure.
-    pub fn verify(&self, token: &str) -> Result<Option<Principal>> {
+    pub fn verify(&self, token: &str) -> Result<Option<Arc<Principal>>> {
         match self.verify_cached(token) {
             Ok(p) => Ok(p),
             Err(id) => {
@@ -331,17 +376,6 @@ impl ApiKeys {
             }
         }
     }
-}
-
-fn check(stored: &StoredKey, secret: &str) -> Option<Principal> {
-    let digest = unhex(&stored.digest)?;
-    let key = &stored.key;
-    constant_time_eq(&digest, &sha256(secret.as_bytes())).then(|| Principal {
-        name: key.name.clone(),
-        project: key.project.clone(),
-        environment: key.environment.clone(),
-        scope: key.scope,
-    })
 }
 
 fn decode(body: &Value) -> Result<StoredKey> {
@@ -380,6 +414,7 @@ mod tests {
         wrong.push(if token.ends_with('0') { '1' } else { '0' });
         assert_eq!(keys.verify(&wrong)?, None);
         assert_eq!(keys.verify("root")?.map(|p| p.scope), Some(Scope::Admin));
+        assert_eq!(keys.verify("")?, None);
         assert_eq!(keys.verify("abk_nope_x")?, None);
         // Another handle on the same storage (another instance) loads it on first use.
         let other = ApiKeys::new(&lab, None);

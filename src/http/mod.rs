@@ -68,7 +68,9 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// The largest request body accepted (default 1 MiB); larger answers 413.
     pub max_body_bytes: usize,
-    /// How long a request may take (default 10 s); longer answers 503 `timeout`.
+    /// How long a request may take (default 10 s); longer answers 503 `timeout`. A storage call
+    /// already running on the blocking pool is not cancelled: a write that times out may still
+    /// apply, so a client retrying a create should read first (or update with `If-Match`).
     pub request_timeout: Duration,
 }
 
@@ -89,12 +91,26 @@ impl Default for Settings {
     }
 }
 
-/// What every handler shares.
+/// What every handler shares: one `Arc`, so extracting it is one reference count.
 #[derive(Clone, Debug)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+pub(crate) struct Shared {
     pub(crate) lab: Arc<Lab>,
     pub(crate) keys: ApiKeys,
 }
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The key a request presented, as handlers receive it.
+pub(crate) type Key = Arc<Principal>;
 
 /// One route: its method, path (axum's `{param}` form, as OpenAPI's), what it does, the scope
 /// it needs (`None`: public) and its API. The router and `/openapi.json` are built from one list
@@ -157,10 +173,10 @@ pub fn routes() -> Vec<Route> {
 }
 
 fn build(lab: Arc<Lab>, settings: &Settings) -> (Router, Vec<Route>) {
-    let state = AppState {
+    let state = AppState(Arc::new(Shared {
         keys: ApiKeys::new(&lab, settings.admin_token.as_deref()),
         lab,
-    };
+    }));
     let mut b = Builder {
         router: Some(Router::new()),
         routes: Vec::new(),
@@ -312,12 +328,16 @@ async fn authenticate(
         )
         .into_response()
     };
-    let Some(token) = token(req.headers()).map(str::to_owned) else {
+    let Some(cached) = token(req.headers()).map(|t| state.keys.verify_cached(t)) else {
         return unauthorized();
     };
-    let principal = match state.keys.verify_cached(&token) {
+    let principal = match cached {
         Ok(p) => p,
         Err(_) => {
+            // A well-formed key this instance has not seen: one storage read, off the runtime.
+            let Some(token) = token(req.headers()).map(str::to_owned) else {
+                return unauthorized();
+            };
             let keys = state.keys.clone();
             match tokio::task::spawn_blocking(move || keys.verify(&token)).await {
                 Ok(Ok(p)) => p,

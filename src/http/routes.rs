@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 use super::keys::{NewApiKey, Principal, Scope};
-use super::{AppState, Builder, Route, blocking, body, json, json_bytes, query};
+use super::{AppState, Builder, Key, Route, blocking, body, json, json_bytes, query};
 use crate::control::ListQuery;
 use crate::control::codec::Versioned;
 use crate::error::Error;
@@ -684,7 +684,7 @@ fn tagged<T: serde::Serialize>(value: &T, version: u64) -> Response {
 }
 
 /// Experiment `id`, visible to `p`, with its counts.
-async fn counted(s: &AppState, p: Principal, id: String) -> Result<ExperimentWithCounts, ApiError> {
+async fn counted(s: &AppState, p: Key, id: String) -> Result<ExperimentWithCounts, ApiError> {
     blocking(s, move |lab| {
         let e = experiment(lab, &p, &id)?;
         Ok(lab.reports().counts_of(e)?)
@@ -693,7 +693,7 @@ async fn counted(s: &AppState, p: Principal, id: String) -> Result<ExperimentWit
 }
 
 /// Assigns the body's user in experiment `id` (see [`assignment`]) and answers with `answer`.
-async fn assign_with<T, F>(s: &AppState, p: Principal, id: String, b: Body, answer: F) -> Answer
+async fn assign_with<T, F>(s: &AppState, p: Key, id: String, b: Body, answer: F) -> Answer
 where
     T: serde::Serialize + Send + 'static,
     F: FnOnce(&Experiment, &str, Option<&str>) -> Data<T> + Send + 'static,
@@ -761,18 +761,14 @@ fn instance_admin(p: &Principal) -> Result<(), ApiError> {
     }
 }
 
-async fn keys_list(State(s): State<AppState>, Extension(p): Extension<Principal>) -> Answer {
+async fn keys_list(State(s): State<AppState>, Extension(p): Extension<Key>) -> Answer {
     instance_admin(&p)?;
     let keys = s.keys.clone();
     let all = blocking(&s, move |_| Ok(keys.list()?)).await?;
     ok(&Data::new(all))
 }
 
-async fn keys_create(
-    State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
-    b: Body,
-) -> Answer {
+async fn keys_create(State(s): State<AppState>, Extension(p): Extension<Key>, b: Body) -> Answer {
     instance_admin(&p)?;
     let new: NewApiKey = wire::parse(&body(b)?)?;
     let keys = s.keys.clone();
@@ -788,7 +784,7 @@ async fn keys_create(
 
 async fn keys_revoke(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
     instance_admin(&p)?;
@@ -798,17 +794,13 @@ async fn keys_revoke(
 
 // ----- flow -----
 
-async fn flow_list(State(s): State<AppState>, Extension(p): Extension<Principal>, q: Q) -> Answer {
+async fn flow_list(State(s): State<AppState>, Extension(p): Extension<Key>, q: Q) -> Answer {
     let q = list_query(&p, &query(q)?)?;
     let page = blocking(&s, move |lab| Ok(lab.reports().list_with_counts(&q)?)).await?;
     ok(&flow::experiments_page(page))
 }
 
-async fn flow_create(
-    State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
-    b: Body,
-) -> Answer {
+async fn flow_create(State(s): State<AppState>, Extension(p): Extension<Key>, b: Body) -> Answer {
     let mut new: NewExperiment = wire::parse(&body(b)?)?;
     bind_project(&p, &mut new.project_id)?;
     let e = blocking(&s, move |lab| Ok(lab.experiments().create(new)?)).await?;
@@ -824,7 +816,7 @@ async fn flow_create(
 
 async fn flow_get(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
     let c = counted(&s, p, id).await?;
@@ -836,7 +828,7 @@ async fn flow_get(
 
 async fn update_experiment(
     s: &AppState,
-    p: Principal,
+    p: Key,
     id: String,
     headers: &HeaderMap,
     b: Body,
@@ -856,7 +848,7 @@ async fn update_experiment(
 
 async fn flow_update(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
     headers: HeaderMap,
     b: Body,
@@ -871,7 +863,7 @@ async fn flow_update(
 /// Runs lifecycle verb `f` on experiment `id` and answers with its counts.
 async fn transition<F>(
     s: &AppState,
-    p: Principal,
+    p: Key,
     id: String,
     f: F,
 ) -> Result<ExperimentWithCounts, ApiError>
@@ -888,7 +880,7 @@ where
 
 async fn flow_archive(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
     let c = transition(&s, p, id, |lab, id| lab.experiments().archive(id)).await?;
@@ -897,7 +889,7 @@ async fn flow_archive(
 
 async fn flow_start(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
     let c = transition(&s, p, id, |lab, id| lab.experiments().start(id)).await?;
@@ -906,7 +898,7 @@ async fn flow_start(
 
 async fn flow_stop(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
     b: Body,
 ) -> Answer {
@@ -917,7 +909,7 @@ async fn flow_stop(
 
 async fn flow_results(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
     let r = blocking(&s, move |lab| {
@@ -930,7 +922,7 @@ async fn flow_results(
 
 async fn flow_compute(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
     let r = blocking(&s, move |lab| {
@@ -943,7 +935,7 @@ async fn flow_compute(
 
 async fn flow_assign(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
     b: Body,
 ) -> Answer {
@@ -952,7 +944,7 @@ async fn flow_assign(
 
 async fn flow_convert(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
     b: Body,
 ) -> Answer {
@@ -964,7 +956,7 @@ async fn flow_convert(
 
 // ----- feed -----
 
-async fn feed_list(State(s): State<AppState>, Extension(p): Extension<Principal>, q: Q) -> Answer {
+async fn feed_list(State(s): State<AppState>, Extension(p): Extension<Key>, q: Q) -> Answer {
     let q = list_query(&p, &query(q)?)?;
     let page = blocking(&s, move |lab| Ok(lab.experiments().list(&q)?)).await?;
     ok(&feed::List {
@@ -977,11 +969,7 @@ async fn feed_list(State(s): State<AppState>, Extension(p): Extension<Principal>
     })
 }
 
-async fn feed_create(
-    State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
-    b: Body,
-) -> Answer {
+async fn feed_create(State(s): State<AppState>, Extension(p): Extension<Key>, b: Body) -> Answer {
     let mut new = feed::create_request(&body(b)?)?;
     bind_project(&p, &mut new.project_id)?;
     let e = blocking(&s, move |lab| Ok(lab.experiments().create(new)?)).await?;
@@ -996,7 +984,7 @@ async fn feed_create(
 
 async fn feed_get(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
     let c = counted(&s, p, id).await?;
@@ -1008,7 +996,7 @@ async fn feed_get(
 
 async fn feed_update(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
     headers: HeaderMap,
     b: Body,
@@ -1022,7 +1010,7 @@ async fn feed_update(
 
 async fn feed_delete(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
     delete_with(&s, id, move |lab, id| {
@@ -1034,7 +1022,7 @@ async fn feed_delete(
 
 async fn feed_start(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
     let c = transition(&s, p, id, |lab, id| lab.experiments().start(id)).await?;
@@ -1043,7 +1031,7 @@ async fn feed_start(
 
 async fn feed_stop(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
     b: Body,
 ) -> Answer {
@@ -1054,7 +1042,7 @@ async fn feed_stop(
 
 async fn feed_results(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
     let a = blocking(&s, move |lab| {
@@ -1067,18 +1055,14 @@ async fn feed_results(
 
 async fn feed_assign(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
     b: Body,
 ) -> Answer {
     assign_with(&s, p, id, b, feed::Assigned::new).await
 }
 
-async fn feed_event(
-    State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
-    b: Body,
-) -> Answer {
+async fn feed_event(State(s): State<AppState>, Extension(p): Extension<Key>, b: Body) -> Answer {
     let event: TrackEvent = wire::parse(&body(b)?)?;
     blocking(&s, move |lab| {
         let e = experiment(lab, &p, &event.experiment_id)?;
@@ -1091,7 +1075,7 @@ async fn feed_event(
 
 // ----- flag -----
 
-async fn flags_list(State(s): State<AppState>, Extension(p): Extension<Principal>, q: Q) -> Answer {
+async fn flags_list(State(s): State<AppState>, Extension(p): Extension<Key>, q: Q) -> Answer {
     let mut project = p.project.clone();
     for (k, v) in query(q)? {
         match k.as_str() {
@@ -1128,11 +1112,7 @@ async fn flags_list(State(s): State<AppState>, Extension(p): Extension<Principal
     ))
 }
 
-async fn flags_create(
-    State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
-    b: Body,
-) -> Answer {
+async fn flags_create(State(s): State<AppState>, Extension(p): Extension<Key>, b: Body) -> Answer {
     let mut new: NewFlag = wire::parse(&body(b)?)?;
     let mut project = Some(std::mem::take(&mut new.project_id));
     bind_project(&p, &mut project)?;
@@ -1149,7 +1129,7 @@ async fn flags_create(
 
 async fn flags_get(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
     let f = blocking(&s, move |lab| flag_of(lab, &p, &id)).await?;
@@ -1161,7 +1141,7 @@ async fn flags_get(
 
 async fn flags_update(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
     headers: HeaderMap,
     b: Body,
@@ -1184,7 +1164,7 @@ async fn flags_update(
 
 async fn flags_delete(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
     delete_with(&s, id, move |lab, id| {
@@ -1196,7 +1176,7 @@ async fn flags_delete(
 
 async fn flag_experiments_list(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
     let all = blocking(&s, move |lab| {
@@ -1223,7 +1203,7 @@ async fn flag_experiments_list(
 
 async fn flag_experiments_create(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path(id): Path<String>,
     b: Body,
 ) -> Answer {
@@ -1238,7 +1218,7 @@ async fn flag_experiments_create(
 
 async fn flag_experiment_get(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path((id, eid)): Path<(String, String)>,
 ) -> Answer {
     let c = blocking(&s, move |lab| {
@@ -1255,7 +1235,7 @@ async fn flag_experiment_get(
 
 async fn flag_experiment_start(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path((id, eid)): Path<(String, String)>,
 ) -> Answer {
     let e = blocking(&s, move |lab| {
@@ -1268,7 +1248,7 @@ async fn flag_experiment_start(
 
 async fn flag_experiment_stop(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     Path((id, eid)): Path<(String, String)>,
     b: Body,
 ) -> Answer {
@@ -1296,7 +1276,7 @@ struct PendingExposure {
 
 async fn flags_evaluate(
     State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Key>,
     b: Body,
 ) -> Answer {
     let req: flag::EvaluateRequest = wire::parse(&body(b)?)?;
@@ -1312,9 +1292,8 @@ async fn flags_evaluate(
         let all = s
             .lab
             .evaluate_all(&req.project_id, &req.environment, &req.context);
-        let bytes = serde_json::to_vec(&flag::EvaluateResponse(&all)).map_err(|e| {
-            ApiError::new(500, "internal", format!("response does not encode: {e}"))
-        })?;
+        let mut bytes = Vec::with_capacity(64 * all.len() + 16);
+        flag::EvaluateResponse(&all).write_json(&mut bytes);
         let pending: Vec<PendingExposure> = all
             .exposures()
             .map(|x| PendingExposure {
@@ -1346,11 +1325,7 @@ async fn flags_evaluate(
     Ok(json_bytes(StatusCode::OK, bytes))
 }
 
-async fn flags_track(
-    State(s): State<AppState>,
-    Extension(p): Extension<Principal>,
-    b: Body,
-) -> Answer {
+async fn flags_track(State(s): State<AppState>, Extension(p): Extension<Key>, b: Body) -> Answer {
     let event: TrackEvent = wire::parse(&body(b)?)?;
     blocking(&s, move |lab| track(lab, &p, &event)).await?;
     ok(&Data::new(Acknowledged { ok: true }))

@@ -33,6 +33,43 @@ pub struct FlagValue<'a> {
     pub rule_id: Option<&'a str>,
 }
 
+impl EvaluateResponse<'_> {
+    /// Appends the response's JSON to `out` from the fragments the snapshot encoded once
+    /// ([`EvaluateAllResponse::json_parts`]): byte for byte what serializing it writes, without
+    /// re-encoding a string. What the `http` feature answers with.
+    ///
+    /// ```
+    /// use abkit::{Context, Lab, NewFlag};
+    /// let lab = Lab::new();
+    /// let new: NewFlag = serde_json::from_value(serde_json::json!({
+    ///     "project_id": "p", "key": "dark \"mode\"", "flag_type": "boolean", "default_value": true
+    /// }))?;
+    /// lab.flags().create(new)?;
+    /// let ctx = Context::new("u1");
+    /// let all = lab.evaluate_all("p", "production", &ctx);
+    /// let response = abkit::wire::flag::EvaluateResponse(&all);
+    /// let mut out = Vec::new();
+    /// response.write_json(&mut out);
+    /// assert_eq!(out, serde_json::to_vec(&response)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"flags\":{");
+        for (n, (key, value, rule)) in self.0.json_parts().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b":{\"value\":");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b",\"rule_id\":");
+            out.extend_from_slice(rule.as_bytes());
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"}}");
+    }
+}
+
 impl Serialize for EvaluateResponse<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
