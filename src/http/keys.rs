@@ -115,6 +115,23 @@ pub struct ApiKeys {
     index: Arc<ArcSwap<HashMap<String, Arc<Entry>>>>,
     admin_digest: Option<[u8; 32]>,
     admin: Arc<Principal>,
+    /// Key ids recently looked up in storage and not found, so a flood of made-up tokens costs
+    /// one storage read per id per [`MISS_TTL`], not one per request (bounded: [`MAX_MISSES`]).
+    misses: Arc<std::sync::Mutex<HashMap<String, std::time::Instant>>>,
+}
+
+/// How long an unknown key id is answered from memory before storage is asked again (a key
+/// created meanwhile by another instance works after at most this long).
+const MISS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// At most this many unknown ids are remembered; beyond, the oldest memory is dropped.
+const MAX_MISSES: usize = 4096;
+
+/// A key id as [`ApiKeys::create`] makes them: 16 lowercase hex digits.
+fn is_key_id(id: &str) -> bool {
+    id.len() == 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -201,6 +218,7 @@ impl ApiKeys {
             storage: Arc::clone(lab.storage()),
             clock: Arc::clone(lab.clock()),
             index: Arc::default(),
+            misses: Arc::default(),
             admin_digest: admin_token.map(|t| sha256(t.as_bytes())),
             admin: Arc::new(Principal {
                 name: "admin".to_owned(),
@@ -339,8 +357,8 @@ impl ApiKeys {
             return Ok(Some(Arc::clone(&self.admin)));
         }
         match parts {
-            Some((id, _)) => Err(id.to_owned()),
-            None => Ok(None),
+            Some((id, _)) if is_key_id(id) => Err(id.to_owned()),
+            _ => Ok(None),
         }
     }
 
@@ -368,11 +386,33 @@ impl ApiKeys {
         match self.verify_cached(token) {
             Ok(p) => Ok(p),
             Err(id) => {
-                if self.load(&id)? {
-                    Ok(self.verify_cached(token).unwrap_or(None))
-                } else {
-                    Ok(None)
+                let now = std::time::Instant::now();
+                let mut misses = self
+                    .misses
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if misses
+                    .get(&id)
+                    .is_some_and(|at| now.duration_since(*at) < MISS_TTL)
+                {
+                    return Ok(None);
                 }
+                drop(misses);
+                if self.load(&id)? {
+                    return Ok(self.verify_cached(token).unwrap_or(None));
+                }
+                misses = self
+                    .misses
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if misses.len() >= MAX_MISSES {
+                    misses.retain(|_, at| now.duration_since(*at) < MISS_TTL);
+                    if misses.len() >= MAX_MISSES {
+                        misses.clear();
+                    }
+                }
+                misses.insert(id, now);
+                Ok(None)
             }
         }
     }
@@ -416,6 +456,18 @@ mod tests {
         assert_eq!(keys.verify("root")?.map(|p| p.scope), Some(Scope::Admin));
         assert_eq!(keys.verify("")?, None);
         assert_eq!(keys.verify("abk_nope_x")?, None);
+        // A well-formed unknown id is looked up once, then answered from memory.
+        assert_eq!(
+            keys.verify_cached("abk_0123456789abcdef_x"),
+            Err("0123456789abcdef".into())
+        );
+        assert_eq!(keys.verify("abk_0123456789abcdef_x")?, None);
+        assert!(
+            keys.misses
+                .lock()
+                .map(|m| m.contains_key("0123456789abcdef"))
+                .unwrap_or(false)
+        );
         // Another handle on the same storage (another instance) loads it on first use.
         let other = ApiKeys::new(&lab, None);
         assert!(other.verify(&token)?.is_some());
