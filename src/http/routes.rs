@@ -83,7 +83,7 @@ pub(crate) fn register(b: &mut Builder) {
             ADMIN,
             Some("Audience"),
             201,
-            "create or replace an audience",
+            "create or replace an audience (instance-wide keys)",
         ),
         audiences_put,
     );
@@ -107,7 +107,7 @@ pub(crate) fn register(b: &mut Builder) {
             ADMIN,
             None,
             200,
-            "delete an audience",
+            "delete an audience (instance-wide keys)",
         ),
         audiences_delete,
     );
@@ -731,7 +731,8 @@ async fn audiences_list(State(s): State<AppState>) -> Answer {
     ))
 }
 
-async fn audiences_put(State(s): State<AppState>, b: Body) -> Answer {
+async fn audiences_put(State(s): State<AppState>, Extension(p): Extension<Key>, b: Body) -> Answer {
+    shared_write(&p)?;
     let a: Audience = wire::parse(&body(b)?)?;
     let a = blocking(&s, move |lab| Ok(lab.targeting().put_audience(a)?)).await?;
     created(&Data::new(&*a))
@@ -745,8 +746,28 @@ async fn audiences_get(State(s): State<AppState>, Path(id): Path<String>) -> Ans
     ))
 }
 
-async fn audiences_delete(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
+async fn audiences_delete(
+    State(s): State<AppState>,
+    Extension(p): Extension<Key>,
+    Path(id): Path<String>,
+) -> Answer {
+    shared_write(&p)?;
     delete_with(&s, id, |lab, id| Ok(lab.targeting().delete_audience(id)?)).await
+}
+
+/// Audiences are shared by every project (any admin key reads them, to name one in an
+/// experiment); only an instance-wide key changes them, so no project can alter another's
+/// targeting.
+fn shared_write(p: &Principal) -> Result<(), ApiError> {
+    if p.project.is_none() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            403,
+            "forbidden",
+            "audiences are shared by every project: change them with an instance-wide admin key",
+        ))
+    }
 }
 
 fn instance_admin(p: &Principal) -> Result<(), ApiError> {
