@@ -56,6 +56,8 @@ mod control;
 mod decision;
 mod error;
 mod events;
+#[cfg(feature = "growthbook")]
+pub mod growthbook;
 mod hashing;
 #[cfg(feature = "http")]
 pub mod http;

@@ -62,6 +62,11 @@ const RULES: &[(&str, &[&str])] = &[
             "allocation",
         ],
     ),
+    // GrowthBook's SDK semantics: a leaf for now (its conditions will reuse targeting).
+    (
+        "growthbook",
+        &["targeting", "model", "decision", "allocation"],
+    ),
     // Serving: the facade and the wire shapes behind axum.
     (
         "http",
