@@ -13,10 +13,27 @@
 //! assert_eq!(hash("seed", "josé", 2), Some(0.5199));
 //! ```
 //!
-//! Status: these primitives pass their sections of GrowthBook's conformance cases
-//! (`tests/growthbook.rs`); payload loading and `eval_feature` / `run` are not built yet.
+//! [`Features`] compiles a payload's features once (conditions parsed by [`crate::targeting`]
+//! and bound to the saved groups) and evaluates them: [`Features::eval_feature`] and
+//! [`Features::run`], as the SDK's `evalFeature` and `run`.
+//!
+//! Sticky bucketing follows the spec's documents ([`StickyBuckets`]: the host loads a user's
+//! documents, evaluates with [`Features::eval_feature_sticky`], stores what changed).
+//!
+//! Status (issue 15, in progress): the primitives, `evalCondition`, `feature`, `run` and
+//! `stickyBucket` pass every case of their sections of GrowthBook's conformance file
+//! (`tests/growthbook.rs`; contextual bandits are not supported, `urlRedirect` is browser-only);
+//! tracking callbacks, payload loading with decryption, typed getters, the bridge to a `Lab` and
+//! the allocation-free compiled path are not built yet.
 
 use serde::Deserialize;
+
+mod eval;
+
+pub use eval::{
+    Experiment, ExperimentResult, FeatureResult, Features, GbContext, StickyBucketDoc,
+    StickyBuckets,
+};
 
 /// Why a GrowthBook input was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +44,14 @@ pub enum GrowthBookError {
     Decrypt {
         /// What was being decrypted (`payload`, `key`, `iv`).
         what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A payload or experiment that is not of the SDK's shape.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field at fault, such as `features` or `experiment.key`.
+        field: String,
         /// Why.
         reason: String,
     },

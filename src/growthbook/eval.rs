@@ -1,0 +1,862 @@
+//! Feature evaluation and experiments, as the JavaScript SDK's `evalFeature` and `run`.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{
+    GrowthBookError, Namespace, bucket_ranges, choose_variation, hash, in_namespace,
+    query_string_override,
+};
+use crate::targeting::{Condition, SavedGroups};
+
+/// A targeting condition as GrowthBook evaluates it: one abkit cannot parse is `false`, as the
+/// SDK's evaluation of it is.
+#[derive(Clone, Debug)]
+enum Cond {
+    Ok(Condition),
+    Invalid,
+}
+
+impl Cond {
+    fn new(v: &Value, groups: &SavedGroups) -> Cond {
+        match Condition::parse(v) {
+            Ok(c) => Cond::Ok(c.bind_lenient(groups)),
+            Err(_) => Cond::Invalid,
+        }
+    }
+
+    fn passes(&self, attributes: &Value) -> bool {
+        match self {
+            Cond::Ok(c) => c.matches(attributes),
+            Cond::Invalid => false,
+        }
+    }
+}
+
+/// A prerequisite: feature `id`'s value must satisfy `condition` (`gate`: else the dependent
+/// feature is blocked, not just the rule skipped).
+#[derive(Clone, Debug)]
+struct Parent {
+    id: String,
+    condition: Cond,
+    gate: bool,
+}
+
+fn parents(v: Option<&Value>, groups: &SavedGroups) -> Vec<Parent> {
+    v.and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| {
+                    Some(Parent {
+                        id: p.get("id")?.as_str()?.to_owned(),
+                        condition: Cond::new(
+                            p.get("condition").unwrap_or(&Value::Object(Map::new())),
+                            groups,
+                        ),
+                        gate: p.get("gate").and_then(Value::as_bool).unwrap_or(false),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A hash filter: units whose hash of `attribute` with `seed` falls in none of `ranges` are out.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Filter {
+    #[serde(default)]
+    attribute: Option<String>,
+    #[serde(default)]
+    seed: String,
+    #[serde(default)]
+    hash_version: Option<u32>,
+    #[serde(default)]
+    ranges: Vec<(f64, f64)>,
+}
+
+/// One variation's metadata: `{key, name, passthrough}`.
+#[derive(Clone, Debug, Default, Deserialize)]
+struct Meta {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    passthrough: Option<bool>,
+}
+
+/// An experiment: inline (`run`) or built from a feature's experiment rule.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    key: String,
+    variations: Vec<Value>,
+    weights: Option<Vec<f64>>,
+    coverage: Option<f64>,
+    ranges: Option<Vec<(f64, f64)>>,
+    meta: Vec<Meta>,
+    namespace: Option<Namespace>,
+    filters: Option<Vec<Filter>>,
+    seed: Option<String>,
+    hash_attribute: Option<String>,
+    fallback_attribute: Option<String>,
+    hash_version: Option<u32>,
+    condition: Option<Cond>,
+    parents: Vec<Parent>,
+    force: Option<Option<i64>>,
+    active: bool,
+    status: Option<String>,
+    bucket_version: i64,
+    min_bucket_version: i64,
+    disable_sticky: bool,
+    /// The experiment as the SDK reports it (`experiment` of a feature result).
+    json: Value,
+}
+
+fn opt<T: serde::de::DeserializeOwned>(o: &Map<String, Value>, k: &str) -> Option<T> {
+    o.get(k)
+        .filter(|v| !v.is_null())
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+impl Experiment {
+    /// An experiment from its JSON (`{key, variations, weights, coverage, …}`), its conditions
+    /// bound to `groups`.
+    ///
+    /// # Errors
+    ///
+    /// [`GrowthBookError::Invalid`] unless it is an object with a `key` and `variations`.
+    pub fn from_json(v: &Value, groups: &SavedGroups) -> Result<Experiment, GrowthBookError> {
+        let o = v.as_object().ok_or_else(|| GrowthBookError::Invalid {
+            field: "experiment".into(),
+            reason: format!("{v} is not an object"),
+        })?;
+        let key: String = opt(o, "key").ok_or_else(|| GrowthBookError::Invalid {
+            field: "experiment.key".into(),
+            reason: "missing".into(),
+        })?;
+        let variations: Vec<Value> =
+            opt(o, "variations").ok_or_else(|| GrowthBookError::Invalid {
+                field: "experiment.variations".into(),
+                reason: "missing".into(),
+            })?;
+        Ok(Experiment {
+            key,
+            variations,
+            weights: opt(o, "weights"),
+            coverage: o.get("coverage").and_then(Value::as_f64),
+            ranges: opt(o, "ranges"),
+            meta: opt(o, "meta").unwrap_or_default(),
+            namespace: opt(o, "namespace"),
+            filters: opt(o, "filters"),
+            seed: opt(o, "seed"),
+            hash_attribute: opt(o, "hashAttribute"),
+            fallback_attribute: opt(o, "fallbackAttribute"),
+            hash_version: opt(o, "hashVersion"),
+            condition: o.get("condition").map(|c| Cond::new(c, groups)),
+            parents: parents(o.get("parentConditions"), groups),
+            force: o
+                .contains_key("force")
+                .then(|| o.get("force").and_then(Value::as_i64)),
+            active: o.get("active").and_then(Value::as_bool).unwrap_or(true),
+            status: opt(o, "status"),
+            bucket_version: o.get("bucketVersion").and_then(Value::as_i64).unwrap_or(0),
+            min_bucket_version: o
+                .get("minBucketVersion")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+            disable_sticky: o
+                .get("disableStickyBucketing")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            json: v.clone(),
+        })
+    }
+}
+
+/// A feature rule: force (with condition, rollout range or coverage, filters), or experiment.
+#[derive(Clone, Debug)]
+struct Rule {
+    id: String,
+    condition: Option<Cond>,
+    parents: Vec<Parent>,
+    filters: Option<Vec<Filter>>,
+    force: Option<Value>,
+    range: Option<(f64, f64)>,
+    coverage: Option<f64>,
+    seed: Option<String>,
+    hash_attribute: Option<String>,
+    hash_version: Option<u32>,
+    experiment: Option<Experiment>,
+}
+
+/// The experiment fields a rule hands on, in the SDK's order.
+const RULE_TO_EXPERIMENT: [&str; 16] = [
+    "coverage",
+    "weights",
+    "hashAttribute",
+    "fallbackAttribute",
+    "disableStickyBucketing",
+    "bucketVersion",
+    "minBucketVersion",
+    "namespace",
+    "meta",
+    "ranges",
+    "name",
+    "phase",
+    "seed",
+    "hashVersion",
+    "filters",
+    "condition",
+];
+
+impl Rule {
+    fn new(feature: &str, o: &Map<String, Value>, groups: &SavedGroups) -> Rule {
+        let experiment = o.get("variations").and_then(Value::as_array).map(|vs| {
+            let mut e = Map::new();
+            e.insert("variations".into(), Value::Array(vs.clone()));
+            let key = o
+                .get("key")
+                .and_then(Value::as_str)
+                .filter(|k| !k.is_empty())
+                .unwrap_or(feature);
+            e.insert("key".into(), Value::String(key.to_owned()));
+            for k in RULE_TO_EXPERIMENT {
+                if let Some(v) = o.get(k) {
+                    // `coverage` and the bucket versions are copied when present; the rest when
+                    // truthy (as the SDK's `if (rule.x)`).
+                    if matches!(k, "coverage" | "bucketVersion" | "minBucketVersion") || truthy(v) {
+                        e.insert(k.into(), v.clone());
+                    }
+                }
+            }
+            Experiment::from_json(&Value::Object(e), groups)
+        });
+        Rule {
+            id: opt(o, "id").unwrap_or_default(),
+            condition: o.get("condition").map(|c| Cond::new(c, groups)),
+            parents: parents(o.get("parentConditions"), groups),
+            filters: opt(o, "filters"),
+            force: o
+                .contains_key("force")
+                .then(|| o.get("force").cloned().unwrap_or_default()),
+            range: opt(o, "range"),
+            coverage: o.get("coverage").and_then(Value::as_f64),
+            seed: opt(o, "seed"),
+            hash_attribute: opt(o, "hashAttribute"),
+            hash_version: opt(o, "hashVersion"),
+            experiment: experiment.and_then(Result::ok),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Feature {
+    default_value: Value,
+    rules: Vec<Rule>,
+}
+
+/// One evaluation's walk: the features being evaluated (to catch prerequisite cycles) and the
+/// sticky-bucket documents, when sticky bucketing is on.
+struct Walk<'a, 's> {
+    stack: Vec<&'a str>,
+    sticky: Option<&'s mut StickyBuckets>,
+}
+
+impl<'s> Walk<'_, 's> {
+    fn new(sticky: Option<&'s mut StickyBuckets>) -> Self {
+        Walk {
+            stack: Vec::new(),
+            sticky,
+        }
+    }
+}
+
+/// A user's sticky-bucket document, as the SDK stores them: `{attributeName, attributeValue,
+/// assignments: {"{experiment}__{bucketVersion}": "{variation key}"}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StickyBucketDoc {
+    /// The attribute the document is for (`id`, `deviceId`, …).
+    pub attribute_name: String,
+    /// Its value.
+    pub attribute_value: String,
+    /// Experiment and bucket version → variation key.
+    #[serde(default)]
+    pub assignments: std::collections::BTreeMap<String, String>,
+}
+
+/// The sticky-bucket documents of a user, by `"{attributeName}||{attributeValue}"`. The host
+/// loads them before evaluating and stores the ones evaluation changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StickyBuckets(pub std::collections::BTreeMap<String, StickyBucketDoc>);
+
+impl StickyBuckets {
+    /// The documents keyed as the SDK keys them.
+    pub fn from_docs(docs: impl IntoIterator<Item = StickyBucketDoc>) -> StickyBuckets {
+        StickyBuckets(
+            docs.into_iter()
+                .map(|d| (format!("{}||{}", d.attribute_name, d.attribute_value), d))
+                .collect(),
+        )
+    }
+
+    /// The assignments for (`hash_attribute`, `fallback_attribute`): the fallback's, overridden
+    /// by the hash attribute's.
+    fn assignments(
+        &self,
+        ctx: &GbContext,
+        hash_attribute: Option<&str>,
+        fallback: Option<&str>,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut out = std::collections::BTreeMap::new();
+        let key_of = |attr: Option<&str>| {
+            let (name, value) = hash_attribute_of(attr, ctx);
+            value.map(|v| format!("{name}||{}", js_string(&v)))
+        };
+        if fallback.is_some()
+            && let Some(k) = key_of(fallback)
+            && let Some(d) = self.0.get(&k)
+        {
+            out.extend(d.assignments.clone());
+        }
+        if let Some(k) = key_of(hash_attribute)
+            && let Some(d) = self.0.get(&k)
+        {
+            out.extend(d.assignments.clone());
+        }
+        out
+    }
+}
+
+/// A compiled set of features (a payload's `features` with its `savedGroups`).
+#[derive(Clone, Debug, Default)]
+pub struct Features {
+    features: HashMap<String, Feature>,
+    groups: SavedGroups,
+}
+
+/// Who a feature is evaluated for, and the SDK context's switches.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GbContext {
+    /// The user's attributes.
+    pub attributes: Value,
+    /// The page URL (query-string overrides).
+    pub url: String,
+    /// Experiment key → forced variation index.
+    pub forced_variations: HashMap<String, i64>,
+    /// QA mode: no experiment assigns anyone.
+    pub qa_mode: bool,
+    /// `false` turns every experiment off.
+    pub enabled: bool,
+}
+
+impl Default for GbContext {
+    fn default() -> Self {
+        GbContext {
+            attributes: Value::Object(Map::new()),
+            url: String::new(),
+            forced_variations: HashMap::new(),
+            qa_mode: false,
+            enabled: true,
+        }
+    }
+}
+
+/// What `run` decided, as the SDK's `Result`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentResult {
+    /// The feature whose rule ran it (`null` for an inline experiment).
+    pub feature_id: Option<String>,
+    /// The variation's value.
+    pub value: Value,
+    /// The variation's index.
+    pub variation_id: usize,
+    /// Whether the user is in the experiment.
+    pub in_experiment: bool,
+    /// Whether the hash chose the variation.
+    pub hash_used: bool,
+    /// The attribute hashed.
+    pub hash_attribute: String,
+    /// Its value.
+    pub hash_value: Value,
+    /// The variation's key (`meta[i].key`, else its index).
+    pub key: String,
+    /// The variation's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The hash, when it was used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<f64>,
+    /// Whether a sticky bucket decided.
+    pub sticky_bucket_used: bool,
+    /// A passthrough variation (the feature's value is not overridden).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passthrough: Option<bool>,
+}
+
+/// What `eval_feature` answered, as the SDK's `FeatureResult`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureResult {
+    /// The value.
+    pub value: Value,
+    /// JavaScript truthiness of the value.
+    pub on: bool,
+    /// Its negation.
+    pub off: bool,
+    /// `unknownFeature`, `defaultValue`, `force`, `experiment`, `prerequisite`,
+    /// `cyclicPrerequisite`.
+    pub source: &'static str,
+    /// The rule's id (`""` when none).
+    pub rule_id: String,
+    /// The experiment, when one decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<Value>,
+    /// Its result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment_result: Option<ExperimentResult>,
+}
+
+/// JavaScript truthiness.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0 && !f.is_nan()),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
+    }
+}
+
+/// JavaScript's `String(v)` for a hash attribute's value.
+fn js_string(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i.to_string(),
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e21 => format!("{f:.0}"),
+            _ => n.to_string(),
+        },
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| {
+                if x.is_null() {
+                    String::new()
+                } else {
+                    js_string(x)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::Object(_) => "[object Object]".into(),
+    }
+}
+
+fn result(value: Value, source: &'static str, rule_id: &str) -> FeatureResult {
+    let on = truthy(&value);
+    FeatureResult {
+        value,
+        on,
+        off: !on,
+        source,
+        rule_id: rule_id.to_owned(),
+        experiment: None,
+        experiment_result: None,
+    }
+}
+
+impl Features {
+    /// Compiles a payload's `features` (and `savedGroups`), as the SDK's `setPayload`.
+    ///
+    /// # Errors
+    ///
+    /// [`GrowthBookError::Invalid`] when `features` is not an object or `savedGroups` does not
+    /// decode.
+    pub fn new(
+        features: &Value,
+        saved_groups: Option<&Value>,
+    ) -> Result<Features, GrowthBookError> {
+        let groups: SavedGroups = match saved_groups {
+            Some(g) => serde_json::from_value(g.clone()).map_err(|e| GrowthBookError::Invalid {
+                field: "savedGroups".into(),
+                reason: e.to_string(),
+            })?,
+            None => SavedGroups::new(),
+        };
+        let map = match features {
+            Value::Null => Map::new(),
+            Value::Object(m) => m.clone(),
+            other => {
+                return Err(GrowthBookError::Invalid {
+                    field: "features".into(),
+                    reason: format!("{other} is not an object"),
+                });
+            }
+        };
+        let features = map
+            .iter()
+            .map(|(key, f)| {
+                let default_value = f.get("defaultValue").cloned().unwrap_or(Value::Null);
+                let rules = f
+                    .get("rules")
+                    .and_then(Value::as_array)
+                    .map(|rs| {
+                        rs.iter()
+                            .filter_map(Value::as_object)
+                            .map(|r| Rule::new(key, r, &groups))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (
+                    key.clone(),
+                    Feature {
+                        default_value,
+                        rules,
+                    },
+                )
+            })
+            .collect();
+        Ok(Features { features, groups })
+    }
+
+    /// The saved groups conditions are bound to.
+    pub fn saved_groups(&self) -> &SavedGroups {
+        &self.groups
+    }
+
+    /// Evaluates feature `key` for `ctx`, as the SDK's `evalFeature`.
+    pub fn eval_feature(&self, key: &str, ctx: &GbContext) -> FeatureResult {
+        self.eval(key, ctx, &mut Walk::new(None))
+    }
+
+    /// [`Features::eval_feature`] with sticky bucketing: `docs` (the host's stored
+    /// sticky-bucket documents for this user) decide where they hold an assignment, and receive
+    /// the new assignments to store.
+    pub fn eval_feature_sticky(
+        &self,
+        key: &str,
+        ctx: &GbContext,
+        docs: &mut StickyBuckets,
+    ) -> FeatureResult {
+        self.eval(key, ctx, &mut Walk::new(Some(docs)))
+    }
+
+    fn eval<'a>(&'a self, key: &'a str, ctx: &GbContext, st: &mut Walk<'a, '_>) -> FeatureResult {
+        if st.stack.contains(&key) {
+            return result(Value::Null, "cyclicPrerequisite", "");
+        }
+        let Some(feature) = self.features.get(key) else {
+            return result(Value::Null, "unknownFeature", "");
+        };
+        st.stack.push(key);
+        let out = self.eval_rules(key, feature, ctx, st);
+        st.stack.pop();
+        out
+    }
+
+    fn eval_rules<'a>(
+        &'a self,
+        key: &'a str,
+        feature: &'a Feature,
+        ctx: &GbContext,
+        st: &mut Walk<'a, '_>,
+    ) -> FeatureResult {
+        'rules: for rule in &feature.rules {
+            for p in &rule.parents {
+                let parent = self.eval(&p.id, ctx, st);
+                if parent.source == "cyclicPrerequisite" {
+                    return result(Value::Null, "cyclicPrerequisite", "");
+                }
+                let ok = p
+                    .condition
+                    .passes(&serde_json::json!({ "value": parent.value }));
+                if !ok {
+                    if p.gate {
+                        return result(Value::Null, "prerequisite", "");
+                    }
+                    continue 'rules;
+                }
+            }
+            if let Some(filters) = &rule.filters
+                && filtered_out(filters, ctx)
+            {
+                continue;
+            }
+            if let Some(force) = &rule.force {
+                if rule
+                    .condition
+                    .as_ref()
+                    .is_some_and(|c| !c.passes(&ctx.attributes))
+                {
+                    continue;
+                }
+                let seed = rule.seed.as_deref().unwrap_or(key);
+                if !in_rollout(
+                    seed,
+                    rule.hash_attribute.as_deref(),
+                    rule.range,
+                    rule.coverage,
+                    rule.hash_version,
+                    ctx,
+                ) {
+                    continue;
+                }
+                return result(force.clone(), "force", &rule.id);
+            }
+            let Some(exp) = &rule.experiment else {
+                continue;
+            };
+            let res = self.run_in(exp, Some(key), ctx, st);
+            if res.in_experiment && res.passthrough != Some(true) {
+                let mut out = result(res.value.clone(), "experiment", &rule.id);
+                out.experiment = Some(exp.json.clone());
+                out.experiment_result = Some(res);
+                return out;
+            }
+        }
+        result(feature.default_value.clone(), "defaultValue", "")
+    }
+
+    /// Runs an inline experiment for `ctx`, as the SDK's `run`.
+    pub fn run<'a>(&'a self, exp: &'a Experiment, ctx: &GbContext) -> ExperimentResult {
+        self.run_in(exp, None, ctx, &mut Walk::new(None))
+    }
+
+    /// [`Features::run`] with sticky bucketing (see [`Features::eval_feature_sticky`]).
+    pub fn run_sticky<'a>(
+        &'a self,
+        exp: &'a Experiment,
+        ctx: &GbContext,
+        docs: &mut StickyBuckets,
+    ) -> ExperimentResult {
+        self.run_in(exp, None, ctx, &mut Walk::new(Some(docs)))
+    }
+
+    fn run_in<'a>(
+        &'a self,
+        exp: &'a Experiment,
+        feature: Option<&str>,
+        ctx: &GbContext,
+        st: &mut Walk<'a, '_>,
+    ) -> ExperimentResult {
+        let n_variations = exp.variations.len();
+        let sticky_on = st.sticky.is_some() && !exp.disable_sticky;
+        let fallback = if sticky_on {
+            exp.fallback_attribute.as_deref()
+        } else {
+            None
+        };
+        let (hash_attribute, hash_value) =
+            hash_attribute_with(exp.hash_attribute.as_deref(), fallback, ctx);
+        let make = |index: i64, hash_used: bool, bucket: Option<f64>, sticky_used: bool| {
+            let (index, in_experiment) = match usize::try_from(index) {
+                Ok(i) if i < n_variations => (i, true),
+                _ => (0, false),
+            };
+            let meta = exp.meta.get(index);
+            ExperimentResult {
+                feature_id: feature.map(str::to_owned),
+                value: exp.variations.get(index).cloned().unwrap_or(Value::Null),
+                variation_id: index,
+                in_experiment,
+                hash_used,
+                hash_attribute: hash_attribute.clone(),
+                hash_value: hash_value.clone().unwrap_or(Value::String(String::new())),
+                key: meta
+                    .and_then(|m| m.key.clone())
+                    .unwrap_or_else(|| index.to_string()),
+                name: meta.and_then(|m| m.name.clone()),
+                bucket,
+                sticky_bucket_used: sticky_used,
+                passthrough: meta.and_then(|m| m.passthrough),
+            }
+        };
+        let out = |why: i64| make(why, false, None, false);
+        if n_variations < 2 || !ctx.enabled {
+            return out(-1);
+        }
+        if let Some(v) = query_string_override(&exp.key, &ctx.url, n_variations) {
+            return make(i64::try_from(v).unwrap_or(-1), false, None, false);
+        }
+        if let Some(&v) = ctx.forced_variations.get(&exp.key) {
+            return make(v, false, None, false);
+        }
+        if exp.status.as_deref() == Some("draft") || !exp.active {
+            return out(-1);
+        }
+        let Some(hv) = &hash_value else {
+            return out(-1);
+        };
+        // A stored sticky bucket decides before (and instead of) targeting; a bucket of a
+        // version below the experiment's minimum blocks enrolment.
+        let mut sticky: Option<usize> = None;
+        let mut blocked = false;
+        if sticky_on && let Some(docs) = st.sticky.as_deref() {
+            let assignments = docs.assignments(
+                ctx,
+                exp.hash_attribute.as_deref(),
+                exp.fallback_attribute.as_deref(),
+            );
+            blocked = (0..exp.min_bucket_version)
+                .any(|v| assignments.contains_key(&format!("{}__{v}", exp.key)));
+            if !blocked {
+                sticky = assignments
+                    .get(&format!("{}__{}", exp.key, exp.bucket_version))
+                    .and_then(|k| exp.meta.iter().position(|m| m.key.as_deref() == Some(k)));
+            }
+        }
+        if sticky.is_none() {
+            if let Some(filters) = &exp.filters {
+                if filtered_out(filters, ctx) {
+                    return out(-1);
+                }
+            } else if let Some(ns) = &exp.namespace
+                && !in_namespace(&js_string(hv), ns)
+            {
+                return out(-1);
+            }
+            if exp
+                .condition
+                .as_ref()
+                .is_some_and(|c| !c.passes(&ctx.attributes))
+            {
+                return out(-1);
+            }
+            for p in &exp.parents {
+                let parent = self.eval(&p.id, ctx, st);
+                if parent.source == "cyclicPrerequisite"
+                    || !p
+                        .condition
+                        .passes(&serde_json::json!({ "value": parent.value }))
+                {
+                    return out(-1);
+                }
+            }
+        }
+        let seed = exp.seed.as_deref().unwrap_or(&exp.key);
+        let Some(n) = hash(seed, &js_string(hv), exp.hash_version.unwrap_or(1)) else {
+            return out(-1);
+        };
+        let assigned = match sticky {
+            Some(v) => Some(v),
+            None => {
+                let ranges = exp.ranges.clone().unwrap_or_else(|| {
+                    bucket_ranges(
+                        n_variations,
+                        exp.coverage.unwrap_or(1.0),
+                        exp.weights.as_deref(),
+                    )
+                });
+                choose_variation(n, &ranges)
+            }
+        };
+        if blocked {
+            return make(-1, false, None, true);
+        }
+        let Some(assigned) = assigned else {
+            return out(-1);
+        };
+        if let Some(force) = exp.force {
+            return make(force.unwrap_or(-1), false, None, false);
+        }
+        if ctx.qa_mode || exp.status.as_deref() == Some("stopped") {
+            return out(-1);
+        }
+        let result = make(
+            i64::try_from(assigned).unwrap_or(-1),
+            true,
+            Some(n),
+            sticky.is_some(),
+        );
+        if sticky_on && let Some(docs) = st.sticky.as_deref_mut() {
+            let value = js_string(hv);
+            let doc = docs
+                .0
+                .entry(format!("{}||{value}", result.hash_attribute))
+                .or_insert_with(|| StickyBucketDoc {
+                    attribute_name: result.hash_attribute.clone(),
+                    attribute_value: value,
+                    assignments: std::collections::BTreeMap::new(),
+                });
+            doc.assignments.insert(
+                format!("{}__{}", exp.key, exp.bucket_version),
+                result.key.clone(),
+            );
+        }
+        result
+    }
+}
+
+/// The attribute hashed and its value (`None` when falsy, as the SDK's `""`).
+fn hash_attribute_of(attr: Option<&str>, ctx: &GbContext) -> (String, Option<Value>) {
+    let name = attr.filter(|a| !a.is_empty()).unwrap_or("id");
+    let value = ctx.attributes.get(name).filter(|v| truthy(v)).cloned();
+    (name.to_owned(), value)
+}
+
+/// The hash attribute, or the fallback when the hash attribute has no value.
+fn hash_attribute_with(
+    attr: Option<&str>,
+    fallback: Option<&str>,
+    ctx: &GbContext,
+) -> (String, Option<Value>) {
+    let (name, value) = hash_attribute_of(attr, ctx);
+    if value.is_none()
+        && let Some(f) = fallback
+    {
+        let (fname, fvalue) = hash_attribute_of(Some(f), ctx);
+        if fvalue.is_some() {
+            return (fname, fvalue);
+        }
+    }
+    (name, value)
+}
+
+fn filtered_out(filters: &[Filter], ctx: &GbContext) -> bool {
+    filters.iter().any(|f| {
+        let (_, v) = hash_attribute_of(f.attribute.as_deref(), ctx);
+        let Some(v) = v else {
+            return true;
+        };
+        match hash(&f.seed, &js_string(&v), f.hash_version.unwrap_or(2)) {
+            Some(n) => !f.ranges.iter().any(|&(s, e)| n >= s && n < e),
+            None => true,
+        }
+    })
+}
+
+fn in_rollout(
+    seed: &str,
+    attr: Option<&str>,
+    range: Option<(f64, f64)>,
+    coverage: Option<f64>,
+    hash_version: Option<u32>,
+    ctx: &GbContext,
+) -> bool {
+    if range.is_none() && coverage.is_none() {
+        return true;
+    }
+    if range.is_none() && coverage == Some(0.0) {
+        return false;
+    }
+    let (_, v) = hash_attribute_of(attr, ctx);
+    let Some(v) = v else {
+        return false;
+    };
+    let Some(n) = hash(seed, &js_string(&v), hash_version.unwrap_or(1)) else {
+        return false;
+    };
+    match (range, coverage) {
+        (Some((s, e)), _) => n >= s && n < e,
+        (None, Some(c)) => n <= c,
+        (None, None) => true,
+    }
+}
