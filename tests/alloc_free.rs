@@ -130,8 +130,62 @@ fn main() {
         contexts.len() * 3
     );
     assert_eq!(n, 0, "the decision path must not allocate");
+    #[cfg(feature = "growthbook")]
+    growthbook_eval_feature();
     memory_per_dedup_entry();
-    println!("2 passed, 0 failed");
+    println!(
+        "{} passed, 0 failed",
+        if cfg!(feature = "growthbook") { 3 } else { 2 }
+    );
+}
+
+/// GrowthBook's `eval_feature` for an experiment rule and a force rule with a condition, over
+/// 500 users (string and numeric ids): no allocation.
+#[cfg(feature = "growthbook")]
+fn growthbook_eval_feature() {
+    use abkit::growthbook::{Features, GbContext};
+    let features = Features::new(
+        &json!({
+            "exp": {"defaultValue": "control", "rules": [
+                {"key": "exp-1", "variations": ["control", "red", "blue"], "weights": [0.34, 0.33, 0.33],
+                 "coverage": 0.9, "hashVersion": 2, "condition": {"country": {"$in": ["DE", "FR"]}},
+                 "meta": [{"key": "c"}, {"key": "r"}, {"key": "b"}]}]},
+            "force": {"defaultValue": false, "rules": [
+                {"id": "pro", "condition": {"plan": "pro"}, "force": true, "coverage": 0.5}]}
+        }),
+        None,
+    )
+    .unwrap();
+    let contexts: Vec<GbContext> = (0..500)
+        .map(|i| GbContext {
+            attributes: if i % 5 == 0 {
+                json!({"id": i, "country": "DE", "plan": "pro"})
+            } else {
+                json!({"id": format!("user-{i:08}"), "country": if i % 3 == 0 { "US" } else { "DE" },
+                       "plan": if i % 2 == 0 { "pro" } else { "free" }})
+            },
+            ..GbContext::default()
+        })
+        .collect();
+    let run = || {
+        let mut on = 0usize;
+        for ctx in &contexts {
+            let e = features.eval_feature("exp", ctx);
+            on += usize::from(e.experiment_result.is_some_and(|r| r.in_experiment));
+            on += usize::from(features.eval_feature("force", ctx).on);
+        }
+        on
+    };
+    let warm = run();
+    let mut again = 0;
+    let n = allocations_in(|| again = run());
+    assert_eq!(warm, again);
+    assert!(warm > 0);
+    println!(
+        "alloc_free: {} growthbook eval_feature calls, {n} heap allocations",
+        contexts.len() * 2
+    );
+    assert_eq!(n, 0, "eval_feature must not allocate for plain values");
 }
 
 /// Reports the memory the in-memory store holds per de-duplicated (unit, goal) entry: 200 000

@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{
-    GrowthBookError, Namespace, bucket_ranges, choose_variation, hash, in_namespace,
-    query_string_override,
+    GrowthBookError, Namespace, choose_variation, hash, in_namespace, query_string_override, ranges,
 };
 use crate::targeting::{Condition, SavedGroups};
 
@@ -119,6 +118,13 @@ fn opt<T: serde::de::DeserializeOwned>(o: &Map<String, Value>, k: &str) -> Optio
     o.get(k)
         .filter(|v| !v.is_null())
         .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+impl PartialEq for Experiment {
+    /// Experiments are equal when their JSON is.
+    fn eq(&self, other: &Self) -> bool {
+        self.json == other.json
+    }
 }
 
 impl Experiment {
@@ -261,16 +267,35 @@ struct Feature {
 /// One evaluation's walk: the features being evaluated (to catch prerequisite cycles) and the
 /// sticky-bucket documents, when sticky bucketing is on.
 struct Walk<'a, 's> {
-    stack: Vec<&'a str>,
+    stack: [&'a str; MAX_DEPTH],
+    depth: usize,
     sticky: Option<&'s mut StickyBuckets>,
 }
 
-impl<'s> Walk<'_, 's> {
+impl<'a, 's> Walk<'a, 's> {
     fn new(sticky: Option<&'s mut StickyBuckets>) -> Self {
         Walk {
-            stack: Vec::new(),
+            stack: [""; MAX_DEPTH],
+            depth: 0,
             sticky,
         }
+    }
+
+    /// Enters feature `key`; `false` when it is already being evaluated or too deep.
+    fn enter(&mut self, key: &'a str) -> bool {
+        let active = self.stack.get(..self.depth).unwrap_or_default();
+        if active.contains(&key) || self.depth >= MAX_DEPTH {
+            return false;
+        }
+        if let Some(slot) = self.stack.get_mut(self.depth) {
+            *slot = key;
+        }
+        self.depth += 1;
+        true
+    }
+
+    fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
     }
 }
 
@@ -315,7 +340,7 @@ impl StickyBuckets {
         let mut out = std::collections::BTreeMap::new();
         let key_of = |attr: Option<&str>| {
             let (name, value) = hash_attribute_of(attr, ctx);
-            value.map(|v| format!("{name}||{}", js_string(&v)))
+            value.map(|v| format!("{name}||{}", js_string(v)))
         };
         if fallback.is_some()
             && let Some(k) = key_of(fallback)
@@ -367,14 +392,66 @@ impl Default for GbContext {
     }
 }
 
-/// What `run` decided, as the SDK's `Result`.
+/// Where a feature's value came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Source {
+    /// No such feature.
+    UnknownFeature,
+    /// Its default value: no rule applied.
+    DefaultValue,
+    /// A force (or rollout) rule.
+    Force,
+    /// An experiment rule.
+    Experiment,
+    /// A prerequisite gate blocked it.
+    Prerequisite,
+    /// Its prerequisites form a cycle (or are nested deeper than [`MAX_DEPTH`]).
+    CyclicPrerequisite,
+}
+
+/// How deep prerequisites may nest: deeper counts as a cycle.
+pub const MAX_DEPTH: usize = 32;
+
+/// A variation's key: its `meta[i].key`, or its index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VariationKey<'a> {
+    /// `meta[i].key`.
+    Meta(&'a str),
+    /// No key given: the index, written as a string.
+    Index(usize),
+}
+
+impl Serialize for VariationKey<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            VariationKey::Meta(k) => s.serialize_str(k),
+            VariationKey::Index(i) => s.collect_str(i),
+        }
+    }
+}
+
+impl std::fmt::Display for VariationKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VariationKey::Meta(k) => f.write_str(k),
+            VariationKey::Index(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+static NULL: Value = Value::Null;
+static EMPTY: Value = Value::String(String::new());
+
+/// What `run` decided, as the SDK's `Result`; borrows from the features and the context, so
+/// deciding allocates nothing.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ExperimentResult {
+pub struct ExperimentResult<'a> {
     /// The feature whose rule ran it (`null` for an inline experiment).
-    pub feature_id: Option<String>,
+    pub feature_id: Option<&'a str>,
     /// The variation's value.
-    pub value: Value,
+    pub value: &'a Value,
     /// The variation's index.
     pub variation_id: usize,
     /// Whether the user is in the experiment.
@@ -382,14 +459,14 @@ pub struct ExperimentResult {
     /// Whether the hash chose the variation.
     pub hash_used: bool,
     /// The attribute hashed.
-    pub hash_attribute: String,
-    /// Its value.
-    pub hash_value: Value,
+    pub hash_attribute: &'a str,
+    /// Its value (`""` when the user has none).
+    pub hash_value: &'a Value,
     /// The variation's key (`meta[i].key`, else its index).
-    pub key: String,
+    pub key: VariationKey<'a>,
     /// The variation's name.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<&'a str>,
     /// The hash, when it was used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bucket: Option<f64>,
@@ -400,27 +477,58 @@ pub struct ExperimentResult {
     pub passthrough: Option<bool>,
 }
 
-/// What `eval_feature` answered, as the SDK's `FeatureResult`.
+fn experiment_json<S: serde::Serializer>(e: &Option<&Experiment>, s: S) -> Result<S::Ok, S::Error> {
+    match e {
+        Some(e) => e.json.serialize(s),
+        None => s.serialize_none(),
+    }
+}
+
+/// What `eval_feature` answered, as the SDK's `FeatureResult`; borrows from the features.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct FeatureResult {
+pub struct FeatureResult<'a> {
     /// The value.
-    pub value: Value,
+    pub value: &'a Value,
     /// JavaScript truthiness of the value.
     pub on: bool,
     /// Its negation.
     pub off: bool,
-    /// `unknownFeature`, `defaultValue`, `force`, `experiment`, `prerequisite`,
-    /// `cyclicPrerequisite`.
-    pub source: &'static str,
+    /// Where the value came from.
+    pub source: Source,
     /// The rule's id (`""` when none).
-    pub rule_id: String,
-    /// The experiment, when one decided.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub experiment: Option<Value>,
+    pub rule_id: &'a str,
+    /// The experiment, when one decided (as the SDK reports it).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "experiment_json"
+    )]
+    pub experiment: Option<&'a Experiment>,
     /// Its result.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub experiment_result: Option<ExperimentResult>,
+    pub experiment_result: Option<ExperimentResult<'a>>,
+}
+
+impl FeatureResult<'_> {
+    /// JavaScript truthiness of the value (`isOn`).
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// The value as a string, if it is one.
+    pub fn as_str(&self) -> Option<&str> {
+        self.value.as_str()
+    }
+
+    /// The value as a bool, if it is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        self.value.as_bool()
+    }
+
+    /// The value as a number, if it is one.
+    pub fn as_f64(&self) -> Option<f64> {
+        self.value.as_f64()
+    }
 }
 
 /// JavaScript truthiness.
@@ -460,14 +568,34 @@ fn js_string(v: &Value) -> String {
     }
 }
 
-fn result(value: Value, source: &'static str, rule_id: &str) -> FeatureResult {
-    let on = truthy(&value);
+/// Calls `f` with JavaScript's `String(v)`, on the stack for strings and numbers.
+fn with_js_str<R>(v: &Value, f: impl FnOnce(&str) -> R) -> R {
+    match v {
+        Value::String(s) => f(s),
+        Value::Number(n) => {
+            let mut b = super::StackStr::default();
+            let written = match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => std::fmt::Write::write_fmt(&mut b, format_args!("{i}")),
+                (None, Some(u), _) => std::fmt::Write::write_fmt(&mut b, format_args!("{u}")),
+                _ => Err(std::fmt::Error),
+            };
+            match written {
+                Ok(()) => f(b.as_str()),
+                Err(_) => f(&js_string(v)),
+            }
+        }
+        _ => f(&js_string(v)),
+    }
+}
+
+fn result<'a>(value: &'a Value, source: Source, rule_id: &'a str) -> FeatureResult<'a> {
+    let on = truthy(value);
     FeatureResult {
         value,
         on,
         off: !on,
         source,
-        rule_id: rule_id.to_owned(),
+        rule_id,
         experiment: None,
         experiment_result: None,
     }
@@ -533,32 +661,36 @@ impl Features {
     }
 
     /// Evaluates feature `key` for `ctx`, as the SDK's `evalFeature`.
-    pub fn eval_feature(&self, key: &str, ctx: &GbContext) -> FeatureResult {
+    pub fn eval_feature<'a>(&'a self, key: &'a str, ctx: &'a GbContext) -> FeatureResult<'a> {
         self.eval(key, ctx, &mut Walk::new(None))
     }
 
     /// [`Features::eval_feature`] with sticky bucketing: `docs` (the host's stored
     /// sticky-bucket documents for this user) decide where they hold an assignment, and receive
     /// the new assignments to store.
-    pub fn eval_feature_sticky(
-        &self,
-        key: &str,
-        ctx: &GbContext,
+    pub fn eval_feature_sticky<'a>(
+        &'a self,
+        key: &'a str,
+        ctx: &'a GbContext,
         docs: &mut StickyBuckets,
-    ) -> FeatureResult {
+    ) -> FeatureResult<'a> {
         self.eval(key, ctx, &mut Walk::new(Some(docs)))
     }
 
-    fn eval<'a>(&'a self, key: &'a str, ctx: &GbContext, st: &mut Walk<'a, '_>) -> FeatureResult {
-        if st.stack.contains(&key) {
-            return result(Value::Null, "cyclicPrerequisite", "");
-        }
+    fn eval<'a>(
+        &'a self,
+        key: &'a str,
+        ctx: &'a GbContext,
+        st: &mut Walk<'a, '_>,
+    ) -> FeatureResult<'a> {
         let Some(feature) = self.features.get(key) else {
-            return result(Value::Null, "unknownFeature", "");
+            return result(&NULL, Source::UnknownFeature, "");
         };
-        st.stack.push(key);
+        if !st.enter(key) {
+            return result(&NULL, Source::CyclicPrerequisite, "");
+        }
         let out = self.eval_rules(key, feature, ctx, st);
-        st.stack.pop();
+        st.leave();
         out
     }
 
@@ -566,21 +698,21 @@ impl Features {
         &'a self,
         key: &'a str,
         feature: &'a Feature,
-        ctx: &GbContext,
+        ctx: &'a GbContext,
         st: &mut Walk<'a, '_>,
-    ) -> FeatureResult {
+    ) -> FeatureResult<'a> {
         'rules: for rule in &feature.rules {
             for p in &rule.parents {
                 let parent = self.eval(&p.id, ctx, st);
-                if parent.source == "cyclicPrerequisite" {
-                    return result(Value::Null, "cyclicPrerequisite", "");
+                if parent.source == Source::CyclicPrerequisite {
+                    return result(&NULL, Source::CyclicPrerequisite, "");
                 }
                 let ok = p
                     .condition
                     .passes(&serde_json::json!({ "value": parent.value }));
                 if !ok {
                     if p.gate {
-                        return result(Value::Null, "prerequisite", "");
+                        return result(&NULL, Source::Prerequisite, "");
                     }
                     continue 'rules;
                 }
@@ -609,24 +741,24 @@ impl Features {
                 ) {
                     continue;
                 }
-                return result(force.clone(), "force", &rule.id);
+                return result(force, Source::Force, &rule.id);
             }
             let Some(exp) = &rule.experiment else {
                 continue;
             };
             let res = self.run_in(exp, Some(key), ctx, st);
             if res.in_experiment && res.passthrough != Some(true) {
-                let mut out = result(res.value.clone(), "experiment", &rule.id);
-                out.experiment = Some(exp.json.clone());
+                let mut out = result(res.value, Source::Experiment, &rule.id);
+                out.experiment = Some(exp);
                 out.experiment_result = Some(res);
                 return out;
             }
         }
-        result(feature.default_value.clone(), "defaultValue", "")
+        result(&feature.default_value, Source::DefaultValue, "")
     }
 
     /// Runs an inline experiment for `ctx`, as the SDK's `run`.
-    pub fn run<'a>(&'a self, exp: &'a Experiment, ctx: &GbContext) -> ExperimentResult {
+    pub fn run<'a>(&'a self, exp: &'a Experiment, ctx: &'a GbContext) -> ExperimentResult<'a> {
         self.run_in(exp, None, ctx, &mut Walk::new(None))
     }
 
@@ -634,19 +766,19 @@ impl Features {
     pub fn run_sticky<'a>(
         &'a self,
         exp: &'a Experiment,
-        ctx: &GbContext,
+        ctx: &'a GbContext,
         docs: &mut StickyBuckets,
-    ) -> ExperimentResult {
+    ) -> ExperimentResult<'a> {
         self.run_in(exp, None, ctx, &mut Walk::new(Some(docs)))
     }
 
     fn run_in<'a>(
         &'a self,
         exp: &'a Experiment,
-        feature: Option<&str>,
-        ctx: &GbContext,
+        feature: Option<&'a str>,
+        ctx: &'a GbContext,
         st: &mut Walk<'a, '_>,
-    ) -> ExperimentResult {
+    ) -> ExperimentResult<'a> {
         let n_variations = exp.variations.len();
         let sticky_on = st.sticky.is_some() && !exp.disable_sticky;
         let fallback = if sticky_on {
@@ -663,17 +795,17 @@ impl Features {
             };
             let meta = exp.meta.get(index);
             ExperimentResult {
-                feature_id: feature.map(str::to_owned),
-                value: exp.variations.get(index).cloned().unwrap_or(Value::Null),
+                feature_id: feature,
+                value: exp.variations.get(index).unwrap_or(&NULL),
                 variation_id: index,
                 in_experiment,
                 hash_used,
-                hash_attribute: hash_attribute.clone(),
-                hash_value: hash_value.clone().unwrap_or(Value::String(String::new())),
+                hash_attribute,
+                hash_value: hash_value.unwrap_or(&EMPTY),
                 key: meta
-                    .and_then(|m| m.key.clone())
-                    .unwrap_or_else(|| index.to_string()),
-                name: meta.and_then(|m| m.name.clone()),
+                    .and_then(|m| m.key.as_deref())
+                    .map_or(VariationKey::Index(index), VariationKey::Meta),
+                name: meta.and_then(|m| m.name.as_deref()),
                 bucket,
                 sticky_bucket_used: sticky_used,
                 passthrough: meta.and_then(|m| m.passthrough),
@@ -692,7 +824,7 @@ impl Features {
         if exp.status.as_deref() == Some("draft") || !exp.active {
             return out(-1);
         }
-        let Some(hv) = &hash_value else {
+        let Some(hv) = hash_value else {
             return out(-1);
         };
         // A stored sticky bucket decides before (and instead of) targeting; a bucket of a
@@ -719,7 +851,7 @@ impl Features {
                     return out(-1);
                 }
             } else if let Some(ns) = &exp.namespace
-                && !in_namespace(&js_string(hv), ns)
+                && !with_js_str(hv, |v| in_namespace(v, ns))
             {
                 return out(-1);
             }
@@ -732,7 +864,7 @@ impl Features {
             }
             for p in &exp.parents {
                 let parent = self.eval(&p.id, ctx, st);
-                if parent.source == "cyclicPrerequisite"
+                if parent.source == Source::CyclicPrerequisite
                     || !p
                         .condition
                         .passes(&serde_json::json!({ "value": parent.value }))
@@ -742,21 +874,18 @@ impl Features {
             }
         }
         let seed = exp.seed.as_deref().unwrap_or(&exp.key);
-        let Some(n) = hash(seed, &js_string(hv), exp.hash_version.unwrap_or(1)) else {
+        let Some(n) = with_js_str(hv, |v| hash(seed, v, exp.hash_version.unwrap_or(1))) else {
             return out(-1);
         };
-        let assigned = match sticky {
-            Some(v) => Some(v),
-            None => {
-                let ranges = exp.ranges.clone().unwrap_or_else(|| {
-                    bucket_ranges(
-                        n_variations,
-                        exp.coverage.unwrap_or(1.0),
-                        exp.weights.as_deref(),
-                    )
-                });
-                choose_variation(n, &ranges)
-            }
+        let assigned = match (sticky, &exp.ranges) {
+            (Some(v), _) => Some(v),
+            (None, Some(r)) => choose_variation(n, r),
+            (None, None) => ranges(
+                n_variations,
+                exp.coverage.unwrap_or(1.0),
+                exp.weights.as_deref(),
+            )
+            .position(|(s, e)| n >= s && n < e),
         };
         if blocked {
             return make(-1, false, None, true);
@@ -782,13 +911,13 @@ impl Features {
                 .0
                 .entry(format!("{}||{value}", result.hash_attribute))
                 .or_insert_with(|| StickyBucketDoc {
-                    attribute_name: result.hash_attribute.clone(),
+                    attribute_name: result.hash_attribute.to_owned(),
                     attribute_value: value,
                     assignments: std::collections::BTreeMap::new(),
                 });
             doc.assignments.insert(
                 format!("{}__{}", exp.key, exp.bucket_version),
-                result.key.clone(),
+                result.key.to_string(),
             );
         }
         result
@@ -796,18 +925,21 @@ impl Features {
 }
 
 /// The attribute hashed and its value (`None` when falsy, as the SDK's `""`).
-fn hash_attribute_of(attr: Option<&str>, ctx: &GbContext) -> (String, Option<Value>) {
+fn hash_attribute_of<'a>(
+    attr: Option<&'a str>,
+    ctx: &'a GbContext,
+) -> (&'a str, Option<&'a Value>) {
     let name = attr.filter(|a| !a.is_empty()).unwrap_or("id");
-    let value = ctx.attributes.get(name).filter(|v| truthy(v)).cloned();
-    (name.to_owned(), value)
+    let value = ctx.attributes.get(name).filter(|v| truthy(v));
+    (name, value)
 }
 
 /// The hash attribute, or the fallback when the hash attribute has no value.
-fn hash_attribute_with(
-    attr: Option<&str>,
-    fallback: Option<&str>,
-    ctx: &GbContext,
-) -> (String, Option<Value>) {
+fn hash_attribute_with<'a>(
+    attr: Option<&'a str>,
+    fallback: Option<&'a str>,
+    ctx: &'a GbContext,
+) -> (&'a str, Option<&'a Value>) {
     let (name, value) = hash_attribute_of(attr, ctx);
     if value.is_none()
         && let Some(f) = fallback
@@ -826,7 +958,7 @@ fn filtered_out(filters: &[Filter], ctx: &GbContext) -> bool {
         let Some(v) = v else {
             return true;
         };
-        match hash(&f.seed, &js_string(&v), f.hash_version.unwrap_or(2)) {
+        match with_js_str(v, |v| hash(&f.seed, v, f.hash_version.unwrap_or(2))) {
             Some(n) => !f.ranges.iter().any(|&(s, e)| n >= s && n < e),
             None => true,
         }
@@ -851,7 +983,7 @@ fn in_rollout(
     let Some(v) = v else {
         return false;
     };
-    let Some(n) = hash(seed, &js_string(&v), hash_version.unwrap_or(1)) else {
+    let Some(n) = with_js_str(v, |v| hash(seed, v, hash_version.unwrap_or(1))) else {
         return false;
     };
     match (range, coverage) {

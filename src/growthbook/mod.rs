@@ -70,18 +70,62 @@ fn fnv1a32_units(units: impl Iterator<Item = u16>) -> u32 {
 
 /// GrowthBook's hash of `value` with `seed`, in [0, 1): version 1 is `fnv(value + seed) % 1000 /
 /// 1000`, version 2 `fnv(str(fnv(seed + value))) % 10000 / 10000`. `None` for another version.
+/// Allocates nothing.
 pub fn hash(seed: &str, value: &str, version: u32) -> Option<f64> {
+    hash_parts(&[seed], value, version)
+}
+
+/// [`hash`] with the seed given in parts (`"__"` + a namespace id), concatenated as JavaScript
+/// would, without building the string.
+pub(crate) fn hash_parts(seed: &[&str], value: &str, version: u32) -> Option<f64> {
+    let seed_units = || seed.iter().flat_map(|p| p.encode_utf16());
     match version {
         1 => {
-            let h = fnv1a32_units(value.encode_utf16().chain(seed.encode_utf16()));
+            let h = fnv1a32_units(value.encode_utf16().chain(seed_units()));
             Some(f64::from(h % 1000) / 1000.0)
         }
         2 => {
-            let inner = fnv1a32_units(seed.encode_utf16().chain(value.encode_utf16()));
-            let h = fnv1a32_units(inner.to_string().encode_utf16());
+            let inner = fnv1a32_units(seed_units().chain(value.encode_utf16()));
+            let mut digits = StackStr::default();
+            std::fmt::Write::write_fmt(&mut digits, format_args!("{inner}")).ok()?;
+            let h = fnv1a32_units(digits.as_str().encode_utf16());
             Some(f64::from(h % 10_000) / 10_000.0)
         }
         _ => None,
+    }
+}
+
+/// A short string on the stack (a number's digits), so hashing allocates nothing.
+pub(crate) struct StackStr {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Default for StackStr {
+    fn default() -> Self {
+        StackStr {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl StackStr {
+    pub(crate) fn as_str(&self) -> &str {
+        self.buf
+            .get(..self.len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+}
+
+impl std::fmt::Write for StackStr {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -97,26 +141,31 @@ pub fn equal_weights(n: i64) -> Vec<f64> {
 /// or not summing to 1 ± 0.01) laid end to end, each range covering `coverage` (clamped to
 /// [0, 1]) of its weight.
 pub fn bucket_ranges(n: usize, coverage: f64, weights: Option<&[f64]>) -> Vec<(f64, f64)> {
+    ranges(n, coverage, weights).collect()
+}
+
+/// [`bucket_ranges`] one at a time, allocating nothing.
+pub(crate) fn ranges(
+    n: usize,
+    coverage: f64,
+    weights: Option<&[f64]>,
+) -> impl Iterator<Item = (f64, f64)> + '_ {
     let coverage = if coverage.is_nan() {
         0.0
     } else {
         coverage.clamp(0.0, 1.0)
     };
-    let equal = equal_weights(i64::try_from(n).unwrap_or(i64::MAX));
-    let mut weights = weights.filter(|w| w.len() == n).unwrap_or(&equal);
-    let total: f64 = weights.iter().sum();
-    if !(0.99..=1.01).contains(&total) {
-        weights = &equal;
-    }
+    let weights = weights
+        .filter(|w| w.len() == n)
+        .filter(|w| (0.99..=1.01).contains(&w.iter().sum::<f64>()));
+    let equal = 1.0 / n as f64;
     let mut cumulative = 0.0;
-    weights
-        .iter()
-        .map(|w| {
-            let start = cumulative;
-            cumulative += w;
-            (start, start + coverage * w)
-        })
-        .collect()
+    (0..n).map(move |i| {
+        let w = weights.map_or(equal, |ws| ws.get(i).copied().unwrap_or(0.0));
+        let start = cumulative;
+        cumulative += w;
+        (start, start + coverage * w)
+    })
 }
 
 /// The variation whose range holds `n` (`start ≤ n < end`), if any.
@@ -130,7 +179,7 @@ pub struct Namespace(pub String, pub f64, pub f64);
 
 /// Whether the unit with hash attribute value `hash_value` falls in `namespace`'s slice.
 pub fn in_namespace(hash_value: &str, namespace: &Namespace) -> bool {
-    hash(&format!("__{}", namespace.0), hash_value, 1)
+    hash_parts(&["__", &namespace.0], hash_value, 1)
         .is_some_and(|n| n >= namespace.1 && n < namespace.2)
 }
 
