@@ -329,3 +329,49 @@ fn sticky_bucket_cases() {
         failures.join("\n")
     );
 }
+
+/// An encrypted payload (the `decrypt` section's valid and broken ciphertexts, used as
+/// `encryptedFeatures`) loads with its key and is refused clearly without it.
+#[test]
+fn encrypted_payloads_load() {
+    let cases = section("decrypt");
+    let find = |name: &str| {
+        cases
+            .iter()
+            .find(|c| c[0] == name)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let valid = find("Valid feature");
+    let payload = serde_json::json!({"encryptedFeatures": valid[1]});
+    let gb = Features::from_payload(&payload, valid[2].as_str()).unwrap();
+    let ctx = GbContext::default();
+    let r = gb.eval_feature("feature", &ctx);
+    assert_eq!((r.value, r.on), (&serde_json::json!(true), true));
+    let e = Features::from_payload(&payload, None).unwrap_err();
+    assert!(e.to_string().contains("no decryption key"), "{e}");
+    let e = Features::from_payload(&payload, Some("Zvwv/+uhpFDznZ6SX39Yjg==")).unwrap_err();
+    assert!(e.to_string().starts_with("cannot decrypt"), "{e}");
+    let broken = find("Broken JSON");
+    let e = Features::from_payload(
+        &serde_json::json!({"encryptedFeatures": broken[1]}),
+        broken[2].as_str(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("encryptedFeatures"), "{e}");
+    // Auto experiments are compiled too, and a malformed one is named.
+    let gb = Features::from_payload(
+        &serde_json::json!({"experiments": [{"key": "e", "variations": [0, 1]}]}),
+        None,
+    )
+    .unwrap();
+    assert_eq!(gb.experiments().len(), 1);
+    let e = Features::from_payload(
+        &serde_json::json!({"experiments": [{"variations": [0, 1]}]}),
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().starts_with("experiments[0]"), "{e}");
+}

@@ -362,6 +362,7 @@ impl StickyBuckets {
 pub struct Features {
     features: HashMap<String, Feature>,
     groups: SavedGroups,
+    experiments: Vec<Experiment>,
 }
 
 /// Who a feature is evaluated for, and the SDK context's switches.
@@ -602,6 +603,73 @@ fn result<'a>(value: &'a Value, source: Source, rule_id: &'a str) -> FeatureResu
 }
 
 impl Features {
+    /// Compiles an SDK payload as the SDK's `setPayload` / `init` does: `features` (or
+    /// `encryptedFeatures`, decrypted with `decryption_key`), `savedGroups` (or
+    /// `encryptedSavedGroups`), and `experiments` (auto experiments, for [`Features::run`]).
+    ///
+    /// ```
+    /// use abkit::growthbook::{Features, GbContext};
+    /// let payload = serde_json::json!({
+    ///     "features": {"dark-mode": {"defaultValue": false,
+    ///         "rules": [{"condition": {"id": {"$inGroup": "staff"}}, "force": true}]}},
+    ///     "savedGroups": {"staff": ["u1", "u2"]}
+    /// });
+    /// let gb = Features::from_payload(&payload, None)?;
+    /// let ctx = GbContext { attributes: serde_json::json!({"id": "u1"}), ..GbContext::default() };
+    /// assert!(gb.eval_feature("dark-mode", &ctx).is_on());
+    /// # Ok::<(), abkit::growthbook::GrowthBookError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`GrowthBookError::Decrypt`] for an encrypted part without a key or with the wrong one;
+    /// [`GrowthBookError::Invalid`] for parts that are not of the SDK's shape (the field named).
+    pub fn from_payload(
+        payload: &Value,
+        decryption_key: Option<&str>,
+    ) -> Result<Features, GrowthBookError> {
+        let part = |plain: &str, encrypted: &str| -> Result<Option<Value>, GrowthBookError> {
+            if let Some(v) = payload.get(plain).filter(|v| !v.is_null()) {
+                return Ok(Some(v.clone()));
+            }
+            let Some(text) = payload.get(encrypted).and_then(Value::as_str) else {
+                return Ok(None);
+            };
+            let key = decryption_key.ok_or_else(|| GrowthBookError::Decrypt {
+                what: "payload",
+                reason: format!("{encrypted} is present but no decryption key was given"),
+            })?;
+            let json = super::decrypt(text, key)?;
+            serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| GrowthBookError::Invalid {
+                    field: encrypted.to_owned(),
+                    reason: format!("decrypts to text that is not JSON: {e}"),
+                })
+        };
+        let features = part("features", "encryptedFeatures")?.unwrap_or(Value::Null);
+        let groups = part("savedGroups", "encryptedSavedGroups")?;
+        let mut out = Features::new(&features, groups.as_ref())?;
+        if let Some(list) = payload.get("experiments").and_then(Value::as_array) {
+            out.experiments = list
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    Experiment::from_json(e, &out.groups).map_err(|err| GrowthBookError::Invalid {
+                        field: format!("experiments[{i}]"),
+                        reason: err.to_string(),
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(out)
+    }
+
+    /// The payload's auto experiments (its `experiments`), to [`Features::run`].
+    pub fn experiments(&self) -> &[Experiment] {
+        &self.experiments
+    }
+
     /// Compiles a payload's `features` (and `savedGroups`), as the SDK's `setPayload`.
     ///
     /// # Errors
@@ -652,7 +720,11 @@ impl Features {
                 )
             })
             .collect();
-        Ok(Features { features, groups })
+        Ok(Features {
+            features,
+            groups,
+            experiments: Vec::new(),
+        })
     }
 
     /// The saved groups conditions are bound to.
