@@ -62,7 +62,7 @@ const RULES: &[(&str, &[&str])] = &[
             "allocation",
         ],
     ),
-    // GrowthBook's SDK semantics: a leaf for now (its conditions will reuse targeting).
+    // GrowthBook's SDK semantics (conditions are targeting's); its bridge records into a Lab.
     (
         "growthbook",
         &["targeting", "model", "decision", "allocation"],

@@ -120,6 +120,31 @@ fn opt<T: serde::de::DeserializeOwned>(o: &Map<String, Value>, k: &str) -> Optio
         .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
+impl Experiment {
+    /// Its key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Its variations' values.
+    pub fn variations(&self) -> &[Value] {
+        &self.variations
+    }
+
+    /// Its weights, when given.
+    pub fn weights(&self) -> Option<&[f64]> {
+        self.weights.as_deref()
+    }
+
+    /// The key of variation `i`: `meta[i].key`, else the index.
+    pub fn variation_key(&self, i: usize) -> VariationKey<'_> {
+        self.meta
+            .get(i)
+            .and_then(|m| m.key.as_deref())
+            .map_or(VariationKey::Index(i), VariationKey::Meta)
+    }
+}
+
 impl PartialEq for Experiment {
     /// Experiments are equal when their JSON is.
     fn eq(&self, other: &Self) -> bool {
@@ -270,6 +295,7 @@ struct Walk<'a, 's> {
     stack: [&'a str; MAX_DEPTH],
     depth: usize,
     sticky: Option<&'s mut StickyBuckets>,
+    tracking: Option<&'s Tracking>,
 }
 
 impl<'a, 's> Walk<'a, 's> {
@@ -278,7 +304,13 @@ impl<'a, 's> Walk<'a, 's> {
             stack: [""; MAX_DEPTH],
             depth: 0,
             sticky,
+            tracking: None,
         }
+    }
+
+    fn tracked(mut self, tracking: &'s Tracking) -> Self {
+        self.tracking = Some(tracking);
+        self
     }
 
     /// Enters feature `key`; `false` when it is already being evaluated or too deep.
@@ -296,6 +328,88 @@ impl<'a, 's> Walk<'a, 's> {
 
     fn leave(&mut self) {
         self.depth = self.depth.saturating_sub(1);
+    }
+}
+
+type ExperimentViewed = Box<dyn Fn(&Experiment, &ExperimentResult<'_>) + Send + Sync>;
+type FeatureUsed = Box<dyn Fn(&str, &FeatureResult<'_>) + Send + Sync>;
+
+/// The SDK's tracking callbacks, de-duplicated as the JavaScript SDK does: "experiment viewed"
+/// once per (hash attribute, hash value, experiment, variation), "feature usage" once per feature
+/// and value. The host sends them to its analytics (or records them in a `Lab`, see
+/// [`super::bridge`]). Shared by every evaluation that passes it; thread-safe.
+pub struct Tracking {
+    on_experiment: ExperimentViewed,
+    on_feature: Option<FeatureUsed>,
+    seen_experiments: std::sync::Mutex<std::collections::HashSet<String>>,
+    seen_features: std::sync::Mutex<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for Tracking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracking")
+            .field("feature_usage", &self.on_feature.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tracking {
+    /// Tracking that calls `on_experiment(experiment, result)` when a user is first assigned a
+    /// variation by the hash (the SDK's `trackingCallback`).
+    pub fn new(
+        on_experiment: impl Fn(&Experiment, &ExperimentResult<'_>) + Send + Sync + 'static,
+    ) -> Tracking {
+        Tracking {
+            on_experiment: Box::new(on_experiment),
+            on_feature: None,
+            seen_experiments: std::sync::Mutex::default(),
+            seen_features: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Also calls `on_feature(key, result)` when a feature is first evaluated to a value (the
+    /// SDK's `onFeatureUsage`).
+    #[must_use]
+    pub fn with_feature_usage(
+        mut self,
+        on_feature: impl Fn(&str, &FeatureResult<'_>) + Send + Sync + 'static,
+    ) -> Tracking {
+        self.on_feature = Some(Box::new(on_feature));
+        self
+    }
+
+    fn experiment_viewed(&self, e: &Experiment, r: &ExperimentResult<'_>) {
+        let key = format!(
+            "{}{}{}{}",
+            r.hash_attribute,
+            js_string(r.hash_value),
+            e.key,
+            r.variation_id
+        );
+        let new = self
+            .seen_experiments
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key);
+        if new {
+            (self.on_experiment)(e, r);
+        }
+    }
+
+    fn feature_used(&self, key: &str, r: &FeatureResult<'_>) {
+        let Some(f) = &self.on_feature else {
+            return;
+        };
+        let value = r.value.to_string();
+        let new = self
+            .seen_features
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.to_owned(), value.clone())
+            .is_none_or(|old| old != value);
+        if new {
+            f(key, r);
+        }
     }
 }
 
@@ -544,7 +658,7 @@ fn truthy(v: &Value) -> bool {
 }
 
 /// JavaScript's `String(v)` for a hash attribute's value.
-fn js_string(v: &Value) -> String {
+pub(crate) fn js_string(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
@@ -763,6 +877,9 @@ impl Features {
         }
         let out = self.eval_rules(key, feature, ctx, st);
         st.leave();
+        if let Some(t) = st.tracking {
+            t.feature_used(key, &out);
+        }
         out
     }
 
@@ -827,6 +944,28 @@ impl Features {
             }
         }
         result(&feature.default_value, Source::DefaultValue, "")
+    }
+
+    /// [`Features::eval_feature`] calling `tracking`'s callbacks (de-duplicated) for the
+    /// experiments it assigns the user in and the features it evaluates, prerequisites included.
+    /// Tracking allocates (its de-duplication keys); plain `eval_feature` does not.
+    pub fn eval_feature_tracked<'a>(
+        &'a self,
+        key: &'a str,
+        ctx: &'a GbContext,
+        tracking: &Tracking,
+    ) -> FeatureResult<'a> {
+        self.eval(key, ctx, &mut Walk::new(None).tracked(tracking))
+    }
+
+    /// [`Features::run`] calling `tracking`'s experiment callback (de-duplicated).
+    pub fn run_tracked<'a>(
+        &'a self,
+        exp: &'a Experiment,
+        ctx: &'a GbContext,
+        tracking: &Tracking,
+    ) -> ExperimentResult<'a> {
+        self.run_in(exp, None, ctx, &mut Walk::new(None).tracked(tracking))
     }
 
     /// Runs an inline experiment for `ctx`, as the SDK's `run`.
@@ -991,6 +1130,9 @@ impl Features {
                 format!("{}__{}", exp.key, exp.bucket_version),
                 result.key.to_string(),
             );
+        }
+        if let Some(t) = st.tracking {
+            t.experiment_viewed(exp, &result);
         }
         result
     }

@@ -28,11 +28,12 @@
 
 use serde::Deserialize;
 
+pub mod bridge;
 mod eval;
 
 pub use eval::{
-    Experiment, ExperimentResult, FeatureResult, Features, GbContext, StickyBucketDoc,
-    StickyBuckets,
+    Experiment, ExperimentResult, FeatureResult, Features, GbContext, MAX_DEPTH, Source,
+    StickyBucketDoc, StickyBuckets, Tracking, VariationKey,
 };
 
 /// Why a GrowthBook input was refused.
