@@ -946,6 +946,42 @@ impl Features {
         result(&feature.default_value, Source::DefaultValue, "")
     }
 
+    /// Whether feature `key` is on for `ctx` (JavaScript truthiness of its value: `isOn`).
+    pub fn is_on(&self, key: &str, ctx: &GbContext) -> bool {
+        self.eval_feature(key, ctx).on
+    }
+
+    /// Whether feature `key` is off for `ctx` (`isOff`).
+    pub fn is_off(&self, key: &str, ctx: &GbContext) -> bool {
+        !self.is_on(key, ctx)
+    }
+
+    /// Feature `key`'s value for `ctx` (`null` for an unknown feature).
+    pub fn value<'a>(&'a self, key: &'a str, ctx: &'a GbContext) -> &'a Value {
+        self.eval_feature(key, ctx).value
+    }
+
+    /// Feature `key`'s value as a string, or `default` when it is not one (unknown feature,
+    /// `null`, another type).
+    pub fn string_value<'a>(
+        &'a self,
+        key: &'a str,
+        ctx: &'a GbContext,
+        default: &'a str,
+    ) -> &'a str {
+        self.value(key, ctx).as_str().unwrap_or(default)
+    }
+
+    /// Feature `key`'s value as a bool, or `default` when it is not one.
+    pub fn bool_value(&self, key: &str, ctx: &GbContext, default: bool) -> bool {
+        self.value(key, ctx).as_bool().unwrap_or(default)
+    }
+
+    /// Feature `key`'s value as a number, or `default` when it is not one.
+    pub fn number_value(&self, key: &str, ctx: &GbContext, default: f64) -> f64 {
+        self.value(key, ctx).as_f64().unwrap_or(default)
+    }
+
     /// [`Features::eval_feature`] calling `tracking`'s callbacks (de-duplicated) for the
     /// experiments it assigns the user in and the features it evaluates, prerequisites included.
     /// Tracking allocates (its de-duplication keys); plain `eval_feature` does not.
