@@ -65,7 +65,16 @@ const RULES: &[(&str, &[&str])] = &[
     // GrowthBook's SDK semantics (conditions are targeting's); its bridge records into a Lab.
     (
         "growthbook",
-        &["targeting", "model", "decision", "allocation"],
+        &[
+            "targeting",
+            "model",
+            "decision",
+            "allocation",
+            "lab",
+            "error",
+            "storage",
+            "control",
+        ],
     ),
     // Serving: the facade and the wire shapes behind axum.
     (
