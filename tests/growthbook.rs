@@ -505,3 +505,35 @@ fn non_ascii_feature_cases_are_javascripts() {
         );
     }
 }
+
+/// A compiled payload and the tracking state are shared across threads.
+#[test]
+fn shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Features>();
+    send_sync::<Experiment>();
+    send_sync::<abkit::growthbook::Tracking>();
+    send_sync::<GbContext>();
+    let features = std::sync::Arc::new(
+        Features::new(
+            &serde_json::json!({"f": {"defaultValue": 1, "rules": [{"variations": [1, 2]}]}}),
+            None,
+        )
+        .unwrap(),
+    );
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let f = std::sync::Arc::clone(&features);
+            std::thread::spawn(move || {
+                let ctx = GbContext {
+                    attributes: serde_json::json!({"id": format!("t{t}")}),
+                    ..GbContext::default()
+                };
+                f.eval_feature("f", &ctx).value.as_i64()
+            })
+        })
+        .collect();
+    for h in handles {
+        assert!(h.join().unwrap().is_some());
+    }
+}
