@@ -683,13 +683,22 @@ fn tagged<T: serde::Serialize>(value: &T, version: u64) -> Response {
     with_etag(json(StatusCode::OK, &Data::new(value)), version)
 }
 
-/// Experiment `id`, visible to `p`, with its counts.
-async fn counted(s: &AppState, p: Key, id: String) -> Result<ExperimentWithCounts, ApiError> {
+/// Runs `f` on the blocking pool with experiment `id`, once `p` may see it.
+async fn on_experiment<T, F>(s: &AppState, p: Key, id: String, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Lab, Versioned<Experiment>) -> Result<T, ApiError> + Send + 'static,
+{
     blocking(s, move |lab| {
         let e = experiment(lab, &p, &id)?;
-        Ok(lab.reports().counts_of(e)?)
+        f(lab, e)
     })
     .await
+}
+
+/// Experiment `id`, visible to `p`, with its counts.
+async fn counted(s: &AppState, p: Key, id: String) -> Result<ExperimentWithCounts, ApiError> {
+    on_experiment(s, p, id, |lab, e| Ok(lab.reports().counts_of(e)?)).await
 }
 
 /// Assigns the body's user in experiment `id` (see [`assignment`]) and answers with `answer`.
@@ -933,9 +942,8 @@ async fn flow_results(
     Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
-    let r = blocking(&s, move |lab| {
-        experiment(lab, &p, &id)?;
-        Ok(flow::Results::new(lab.reports().results(&id)?))
+    let r = on_experiment(&s, p, id, |lab, e| {
+        Ok(flow::Results::new(lab.reports().results(e.id().as_str())?))
     })
     .await?;
     ok(&r)
@@ -946,9 +954,10 @@ async fn flow_compute(
     Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
-    let r = blocking(&s, move |lab| {
-        experiment(lab, &p, &id)?;
-        Ok(flow::Computed::new(lab.reports().compute_results(&id)?))
+    let r = on_experiment(&s, p, id, |lab, e| {
+        Ok(flow::Computed::new(
+            lab.reports().compute_results(e.id().as_str())?,
+        ))
     })
     .await?;
     ok(&r)
@@ -1066,9 +1075,10 @@ async fn feed_results(
     Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
-    let a = blocking(&s, move |lab| {
-        experiment(lab, &p, &id)?;
-        Ok(lab.reports().analyze(&id, &AnalysisOptions::default())?)
+    let a = on_experiment(&s, p, id, |lab, e| {
+        Ok(lab
+            .reports()
+            .analyze(e.id().as_str(), &AnalysisOptions::default())?)
     })
     .await?;
     ok(&feed::results(a))
