@@ -900,12 +900,17 @@ async fn transition<F>(
 where
     F: FnOnce(&Lab, &str) -> Result<Versioned<Experiment>, Error> + Send + 'static,
 {
-    blocking(s, move |lab| {
-        experiment(lab, &p, &id)?;
-        let e = f(lab, &id)?;
-        Ok(lab.reports().counts_of(e)?)
-    })
-    .await
+    let e = verb(s, p, id, f).await?;
+    blocking(s, move |lab| Ok(lab.reports().counts_of(e)?)).await
+}
+
+/// Runs lifecycle verb `f` on experiment `id` (visible to `p`); answers with the experiment
+/// alone, for answers that carry no counts (the feed API's start and stop).
+async fn verb<F>(s: &AppState, p: Key, id: String, f: F) -> Result<Versioned<Experiment>, ApiError>
+where
+    F: FnOnce(&Lab, &str) -> Result<Versioned<Experiment>, Error> + Send + 'static,
+{
+    on_experiment(s, p, id, move |lab, e| Ok(f(lab, e.id().as_str())?)).await
 }
 
 async fn flow_archive(
@@ -1055,8 +1060,8 @@ async fn feed_start(
     Extension(p): Extension<Key>,
     Path(id): Path<String>,
 ) -> Answer {
-    let c = transition(&s, p, id, |lab, id| lab.experiments().start(id)).await?;
-    ok(&feed::Started::new(&c.experiment))
+    let e = verb(&s, p, id, |lab, id| lab.experiments().start(id)).await?;
+    ok(&feed::Started::new(&e))
 }
 
 async fn feed_stop(
@@ -1066,8 +1071,8 @@ async fn feed_stop(
     b: Body,
 ) -> Answer {
     let req: crate::control::experiments::StopRequest = optional(&body(b)?)?;
-    let c = transition(&s, p, id, move |lab, id| lab.experiments().stop(id, req)).await?;
-    ok(&feed::Stopped::new(&c.experiment))
+    let e = verb(&s, p, id, move |lab, id| lab.experiments().stop(id, req)).await?;
+    ok(&feed::Stopped::new(&e))
 }
 
 async fn feed_results(
