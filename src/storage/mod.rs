@@ -13,23 +13,36 @@
 //!   code ([`UnitState::apply`]); an implementation supplies atomicity and de-duplication, not
 //!   maths.
 //!
-//! Implementations: [`MemoryStorage`] (the embedded default) and, with the `sqlite` feature,
-//! `SqliteStorage`. Run [`conformance::run`] in your own implementation's tests.
+//! Implementations: [`MemoryStorage`] (the embedded default), `SqliteStorage` (feature `sqlite`)
+//! and `PostgresStorage` (feature `postgres`, for a fleet of instances on one database). Run
+//! [`conformance::run`] in your own implementation's tests.
+//!
+//! A store shared by several processes may also keep a **change feed** of configuration
+//! writes ([`Storage::change_position`], [`Storage::changes_since`],
+//! [`Storage::wait_for_change`]): what `fleet::Watcher` follows to keep every instance's
+//! snapshot current. The defaults say "no feed", which is right for a store only one process
+//! uses.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod blob;
 pub mod conformance;
 mod exact;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod state;
 
 pub use exact::ExactSum;
 pub use memory::MemoryStorage;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStorage};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStorage, Synchronous};
 pub use state::{
@@ -119,6 +132,17 @@ pub struct Record {
     pub unique_key: Option<String>,
     /// The document.
     pub body: Value,
+}
+
+/// What a store's change feed holds after a position: [`Storage::changes_since`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigChanges {
+    /// The feed's position now: pass it to the next call.
+    pub position: u64,
+    /// The records written after the position asked about, oldest first (a record may appear
+    /// more than once); `None` when the feed no longer reaches back that far (or the position
+    /// is not this store's): reload everything.
+    pub records: Option<Vec<(RecordKind, String)>>,
 }
 
 /// A configuration write.
@@ -398,4 +422,26 @@ pub trait Storage: Send + Sync + fmt::Debug {
         unit: &str,
         assignments: &[(&str, &str)],
     ) -> Result<(), StorageError>;
+
+    /// The position of this store's configuration change feed: a number that grows with every
+    /// configuration write committed, by any process. `None` (the default): the store keeps no
+    /// feed, because no other process writes to it.
+    fn change_position(&self) -> Result<Option<u64>, StorageError> {
+        Ok(None)
+    }
+
+    /// The configuration records written after feed position `since`. `None` (the default):
+    /// no feed.
+    fn changes_since(&self, since: u64) -> Result<Option<ConfigChanges>, StorageError> {
+        let _ = since;
+        Ok(None)
+    }
+
+    /// Waits until another process may have written configuration or `timeout` passes;
+    /// `true` when a change was signalled (or cannot be ruled out). The default sleeps for
+    /// `timeout` and says `true`: a caller then polls [`Storage::change_position`].
+    fn wait_for_change(&self, timeout: std::time::Duration) -> Result<bool, StorageError> {
+        std::thread::sleep(timeout);
+        Ok(true)
+    }
 }

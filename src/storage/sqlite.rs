@@ -12,7 +12,6 @@
 //! concurrent writers, threads or processes, serialise on the database's write lock (waiting up
 //! to the busy timeout) and never lose an update.
 
-mod blob;
 mod schema;
 
 use std::collections::HashMap;
@@ -24,6 +23,7 @@ use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 
+use super::blob;
 use super::state::MAX_VARIANTS;
 use super::{
     EventOutcome, ExactMetricTotals, ExactTotals, ExperimentTotals, Record, RecordChange,

@@ -16,8 +16,9 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::{blob, map_err};
+use super::map_err;
 use crate::storage::StorageError;
+use crate::storage::blob;
 
 /// The schema version this build writes.
 pub(super) const CURRENT_VERSION: i64 = 3;

@@ -135,6 +135,7 @@ pub(super) fn decode_values(bytes: &[u8]) -> Result<Vec<(u32, UnitValue)>, Stora
 }
 
 /// Decodes a version-2 dense values blob into sparse values (zero slots dropped).
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(super) fn decode_values_v2(bytes: &[u8]) -> Result<Vec<(u32, UnitValue)>, StorageError> {
     if !bytes.len().is_multiple_of(V2_VALUE_BYTES)
         || bytes.len() / V2_VALUE_BYTES > MAX_METRIC_SLOTS as usize
@@ -214,6 +215,7 @@ pub(super) fn decode_totals(bytes: &[u8]) -> Result<Vec<ExactMetricTotals>, Stor
 }
 
 /// Decodes a version-2 rounded totals blob (each sum becomes an exact sum of that value).
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(super) fn decode_totals_v2(bytes: &[u8]) -> Result<Vec<ExactMetricTotals>, StorageError> {
     if !bytes.len().is_multiple_of(V2_TOTALS_BYTES)
         || bytes.len() / V2_TOTALS_BYTES > MAX_METRIC_SLOTS as usize
