@@ -81,7 +81,9 @@ pub use crate::decision::experiment::{Assignment, CompiledExperiment, Exposure, 
 pub use crate::decision::flag::{ErrorCode, EvaluateAllResponse, Evaluation};
 pub use crate::decision::{Decision, Peek};
 pub use crate::error::{Conflict, Error, Result, ValidationError};
-pub use crate::events::{Events, ExposureHook, TrackEvent};
+pub use crate::events::{
+    Events, ExposureHook, IngestError, IngestOptions, IngestStats, Ingestor, TrackEvent,
+};
 pub use crate::lab::{Lab, LabBuilder};
 pub use crate::model::config::{Audience, Holdout, Layer, SavedGroup};
 pub use crate::model::experiment::{
