@@ -510,16 +510,20 @@ impl Ingestor {
     ///
     /// [`IngestError::Thread`] if the flusher thread panicked.
     pub fn shutdown(mut self) -> Result<IngestStats, IngestError> {
-        self.close()
+        self.finish()
     }
 
-    fn close(&mut self) -> Result<IngestStats, IngestError> {
-        {
-            let mut st = self.shared.lock();
-            st.closed = true;
-        }
+    /// Stops accepting items without waiting: later enqueues (and producers waiting in
+    /// [`Ingestor::track_timeout`]) are [`IngestError::Closed`]; the thread still writes
+    /// everything queued, then ends. [`Ingestor::flush`] still works.
+    pub fn close(&self) {
+        self.shared.lock().closed = true;
         self.shared.work.notify_all();
         self.shared.room.notify_all();
+    }
+
+    fn finish(&mut self) -> Result<IngestStats, IngestError> {
+        self.close();
         if let Some(thread) = self.thread.take() {
             thread
                 .join()
@@ -604,7 +608,7 @@ impl Ingestor {
 impl Drop for Ingestor {
     fn drop(&mut self) {
         // Best effort: a panicked flusher has nothing left to report to.
-        let _ = self.close();
+        let _ = self.finish();
     }
 }
 
