@@ -175,7 +175,11 @@ fn ingested_totals_equal_direct_tracking() {
     let (a, hooked_a) = lab_on(Arc::new(MemoryStorage::new()));
     let (b, hooked_b) = lab_on(Arc::new(MemoryStorage::new()));
     let id = running(&a);
-    assert_eq!(running(&b), id, "sequential ids: the same experiment in both labs");
+    assert_eq!(
+        running(&b),
+        id,
+        "sequential ids: the same experiment in both labs"
+    );
 
     // A fixed-seed stream: each unit is exposed (sometimes twice), then converts (sometimes
     // twice) and sends watch times; a few events are invalid or for units never exposed.
@@ -207,7 +211,9 @@ fn ingested_totals_equal_direct_tracking() {
             sent.push(Sent::Track(TrackEvent::value(&id, &unit, "watchTime", v)));
         }
         if rng.next(20) == 0 {
-            sent.push(Sent::Track(TrackEvent::conversion(&id, &unit).goal("clicks")));
+            sent.push(Sent::Track(
+                TrackEvent::conversion(&id, &unit).goal("clicks"),
+            ));
             invalid += 1;
         }
     }
@@ -233,7 +239,10 @@ fn ingested_totals_equal_direct_tracking() {
     }
     b.events().track_batch(&tracks).unwrap();
 
-    let (ta, tb) = (a.storage().totals(&id).unwrap(), b.storage().totals(&id).unwrap());
+    let (ta, tb) = (
+        a.storage().totals(&id).unwrap(),
+        b.storage().totals(&id).unwrap(),
+    );
     assert_eq!(ta, tb, "the same per-variant totals as direct tracking");
     assert_eq!(participants(&ta), exposed);
     assert_eq!(metric_sum(&ta, 0), converted as f64);
@@ -242,12 +251,19 @@ fn ingested_totals_equal_direct_tracking() {
         a.reports().experiment_with_counts(&id).unwrap().conversions,
         converted
     );
-    assert_eq!(hooked_a.load(Ordering::SeqCst), exposed, "one hook call per new enrolment");
+    assert_eq!(
+        hooked_a.load(Ordering::SeqCst),
+        exposed,
+        "one hook call per new enrolment"
+    );
     assert_eq!(hooked_b.load(Ordering::SeqCst), exposed);
 
     assert_eq!(stats.completed(), sent.len() as u64, "{stats:?}");
     assert_eq!((stats.queued, stats.in_flight), (0, 0));
-    assert_eq!((stats.invalid, stats.rejected, stats.failed), (invalid, rejected, 0));
+    assert_eq!(
+        (stats.invalid, stats.rejected, stats.failed),
+        (invalid, rejected, 0)
+    );
     let values = sent
         .iter()
         .filter(|s| matches!(s, Sent::Track(e) if e.value.is_some()))
@@ -263,7 +279,8 @@ fn batches_by_size() {
     let lab = lab();
     let id = running(&lab);
     for u in 0..95 {
-        lab.expose(&id, &Context::new(format!("u{u}").as_str())).unwrap();
+        lab.expose(&id, &Context::new(format!("u{u}").as_str()))
+            .unwrap();
     }
     let ingest = Ingestor::start(Arc::clone(&lab), no_timer().max_batch(10)).unwrap();
     for u in 0..95 {
@@ -306,7 +323,8 @@ fn a_full_queue_is_refused_then_drains() {
     let (lab, _) = lab_on(store.clone());
     let id = running(&lab);
     for u in 0..10 {
-        lab.expose(&id, &Context::new(format!("u{u}").as_str())).unwrap();
+        lab.expose(&id, &Context::new(format!("u{u}").as_str()))
+            .unwrap();
     }
     let (release, gate) = mpsc::channel();
     let (entered_tx, entered) = mpsc::channel();
@@ -347,7 +365,11 @@ fn a_full_queue_is_refused_then_drains() {
     drop(release); // every call passes the gate from now on
     waiting.join().unwrap().unwrap();
     let stats = ingest.flush().unwrap();
-    assert_eq!((stats.written, stats.completed(), stats.failed), (6, 6, 0), "{stats:?}");
+    assert_eq!(
+        (stats.written, stats.completed(), stats.failed),
+        (6, 6, 0),
+        "{stats:?}"
+    );
     assert_eq!(metric_sum(&lab.storage().totals(&id).unwrap(), 0), 6.0);
 }
 
@@ -365,7 +387,9 @@ fn retries_after_a_lost_answer_count_once() {
     for u in 0..50 {
         let unit = format!("u{u}");
         record(&ingest, &lab, &id, &unit);
-        ingest.try_track(TrackEvent::conversion(&id, &unit)).unwrap();
+        ingest
+            .try_track(TrackEvent::conversion(&id, &unit))
+            .unwrap();
         items += 2;
         for _ in 0..3 {
             let v = (1 + rng.next(50)) as f64;
@@ -380,15 +404,27 @@ fn retries_after_a_lost_answer_count_once() {
     let totals = lab.storage().totals(&id).unwrap();
     assert_eq!(participants(&totals), 50);
     assert_eq!(metric_sum(&totals, 0), 50.0);
-    assert_eq!(metric_sum(&totals, 1), sum, "the retried values were counted once");
-    let squares: f64 = totals.variants.iter().map(|v| v.metrics[1].sum_squares).sum();
+    assert_eq!(
+        metric_sum(&totals, 1),
+        sum,
+        "the retried values were counted once"
+    );
+    let squares: f64 = totals
+        .variants
+        .iter()
+        .map(|v| v.metrics[1].sum_squares)
+        .sum();
     assert!(squares > 0.0);
     assert_eq!(stats.retries, 2, "{stats:?}");
     assert_eq!(store.calls.load(Ordering::SeqCst), 3);
     assert_eq!(stats.failed, 0);
     // The committed first attempt did the work: the retry found it all done.
     assert_eq!((stats.written, stats.duplicates), (0, items), "{stats:?}");
-    assert_eq!(hooked.load(Ordering::SeqCst), 0, "the lost answer's enrolments are not re-announced");
+    assert_eq!(
+        hooked.load(Ordering::SeqCst),
+        0,
+        "the lost answer's enrolments are not re-announced"
+    );
 }
 
 #[test]
@@ -410,7 +446,11 @@ fn a_store_that_always_fails_counts_every_item_as_failed() {
             .unwrap();
     }
     let stats = ingest.flush().unwrap();
-    assert_eq!((stats.failed, stats.completed(), stats.batches), (7, 7, 2), "{stats:?}");
+    assert_eq!(
+        (stats.failed, stats.completed(), stats.batches),
+        (7, 7, 2),
+        "{stats:?}"
+    );
     assert_eq!(stats.retries, 4, "two repeated attempts per batch");
     assert_eq!(store.calls.load(Ordering::SeqCst), 6);
     let last = stats.last_error.unwrap();
@@ -429,7 +469,9 @@ fn shutdown_writes_everything_and_close_refuses_more() {
     for u in 0..250 {
         let unit = format!("u{u}");
         record(&ingest, &lab, &id, &unit);
-        ingest.try_track(TrackEvent::conversion(&id, &unit)).unwrap();
+        ingest
+            .try_track(TrackEvent::conversion(&id, &unit))
+            .unwrap();
     }
     ingest.close();
     assert_eq!(
@@ -438,11 +480,17 @@ fn shutdown_writes_everything_and_close_refuses_more() {
     );
     let ctx = Context::new("late");
     let d = lab.assign(&id, &ctx).unwrap();
-    assert_eq!(ingest.try_record(&d.exposure().unwrap()), Err(IngestError::Closed));
+    assert_eq!(
+        ingest.try_record(&d.exposure().unwrap()),
+        Err(IngestError::Closed)
+    );
     let stats = ingest.shutdown().unwrap();
     assert_eq!((stats.written, stats.completed()), (500, 500), "{stats:?}");
     let totals = lab.storage().totals(&id).unwrap();
-    assert_eq!((participants(&totals), metric_sum(&totals, 0)), (250, 250.0));
+    assert_eq!(
+        (participants(&totals), metric_sum(&totals, 0)),
+        (250, 250.0)
+    );
 
     // Dropping an ingestor writes what is queued too.
     let ingest = Ingestor::start(Arc::clone(&lab), no_timer()).unwrap();
@@ -461,7 +509,8 @@ fn concurrent_producers_account_for_every_event() {
     let id = running(&lab);
     // Even units are enrolled; odd ones are not (rejected); every 7th event has a bad goal.
     for u in (0..THREADS * EACH).step_by(2) {
-        lab.expose(&id, &Context::new(format!("u{u}").as_str())).unwrap();
+        lab.expose(&id, &Context::new(format!("u{u}").as_str()))
+            .unwrap();
     }
     let options = no_timer().capacity(64).max_batch(50);
     let ingest = Arc::new(Ingestor::start(Arc::clone(&lab), options).unwrap());
@@ -494,9 +543,16 @@ fn concurrent_producers_account_for_every_event() {
         stats.written + stats.duplicates + stats.rejected + stats.invalid + stats.failed,
         n
     );
-    assert_eq!((stats.invalid, stats.written), (bad_goal, counted), "{stats:?}");
+    assert_eq!(
+        (stats.invalid, stats.written),
+        (bad_goal, counted),
+        "{stats:?}"
+    );
     assert_eq!(stats.rejected, n - bad_goal - counted);
-    assert_eq!(metric_sum(&lab.storage().totals(&id).unwrap(), 0), counted as f64);
+    assert_eq!(
+        metric_sum(&lab.storage().totals(&id).unwrap(), 0),
+        counted as f64
+    );
 }
 
 #[test]
@@ -505,15 +561,23 @@ fn an_exposure_enqueued_before_a_conversion_is_applied_first() {
     let id = running(&lab);
     let ingest = Ingestor::start(Arc::clone(&lab), no_timer()).unwrap();
     record(&ingest, &lab, &id, "first");
-    ingest.try_track(TrackEvent::conversion(&id, "first")).unwrap();
+    ingest
+        .try_track(TrackEvent::conversion(&id, "first"))
+        .unwrap();
     // The other order: the conversion comes before the unit is enrolled.
-    ingest.try_track(TrackEvent::conversion(&id, "second")).unwrap();
+    ingest
+        .try_track(TrackEvent::conversion(&id, "second"))
+        .unwrap();
     record(&ingest, &lab, &id, "second");
     let stats = ingest.flush().unwrap();
     assert_eq!(stats.batches, 1, "one batch, one storage call");
     assert_eq!((stats.written, stats.rejected), (3, 1), "{stats:?}");
     assert!(
-        stats.last_error.as_deref().unwrap().contains("not enrolled"),
+        stats
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("not enrolled"),
         "{stats:?}"
     );
     let totals = lab.storage().totals(&id).unwrap();
@@ -549,7 +613,10 @@ fn options_out_of_range_are_refused_by_name() {
         (d.capacity(0), "capacity is 0"),
         (d.retries(0), "retries is 0"),
         (d.backoff(Duration::ZERO), "backoff is 0ns"),
-        (d.max_backoff(Duration::from_millis(1)), "max_backoff is 1ms"),
+        (
+            d.max_backoff(Duration::from_millis(1)),
+            "max_backoff is 1ms",
+        ),
     ];
     for (options, message) in cases {
         let err = Ingestor::start(Arc::clone(&lab), options).unwrap_err();
@@ -605,7 +672,9 @@ fn ingests_into_sqlite() {
         let unit = format!("u{u}");
         record(&ingest, &lab, &id, &unit);
         if u % 3 == 0 {
-            ingest.try_track(TrackEvent::conversion(&id, &unit)).unwrap();
+            ingest
+                .try_track(TrackEvent::conversion(&id, &unit))
+                .unwrap();
         }
         let v = f64::from(u % 11);
         sum += v;

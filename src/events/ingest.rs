@@ -123,9 +123,8 @@ impl IngestOptions {
     ///
     /// [`IngestError::InvalidOption`] naming the first option that is not.
     pub fn validate(&self) -> Result<(), IngestError> {
-        let invalid = |field, value: String, must| {
-            Err(IngestError::InvalidOption { field, value, must })
-        };
+        let invalid =
+            |field, value: String, must| Err(IngestError::InvalidOption { field, value, must });
         if self.max_batch == 0 {
             return invalid("max_batch", "0".into(), "at least 1 item");
         }
@@ -590,7 +589,9 @@ impl Ingestor {
         }
         while st.done < target {
             if st.finished {
-                return Err(IngestError::Thread("ended before writing every item".into()));
+                return Err(IngestError::Thread(
+                    "ended before writing every item".into(),
+                ));
             }
             let (g, more) = wait_until(&self.shared.progress, st, deadline);
             st = g;
@@ -695,7 +696,11 @@ fn write_batch(source: &dyn Source, batch: &[Item], options: &IngestOptions) -> 
                 let mut errors: Vec<&Error> = Vec::new();
                 for outcome in &outcomes {
                     match outcome {
-                        Ok(EventOutcome::Enrolled | EventOutcome::Recorded | EventOutcome::Excluded) => {
+                        Ok(
+                            EventOutcome::Enrolled
+                            | EventOutcome::Recorded
+                            | EventOutcome::Excluded,
+                        ) => {
                             tally.written += 1;
                         }
                         Ok(EventOutcome::Rejected(_)) => tally.rejected += 1,

@@ -548,10 +548,7 @@ impl Events<'_> {
     /// # Errors
     ///
     /// A storage failure: nothing in the batch was counted.
-    pub(crate) fn apply_batch(
-        &self,
-        items: &[BatchItem<'_>],
-    ) -> Result<Vec<Result<EventOutcome>>> {
+    pub(crate) fn apply_batch(&self, items: &[BatchItem<'_>]) -> Result<Vec<Result<EventOutcome>>> {
         let snapshot = self.snapshot.pin();
         let mut valid: Vec<UnitEvent<'_>> = Vec::with_capacity(items.len());
         let mut invalid: Vec<(usize, Error)> = Vec::new();
@@ -560,9 +557,7 @@ impl Events<'_> {
         let mut last: Option<(&TrackEvent, Target<'_>)> = None;
         for (i, item) in items.iter().enumerate() {
             let resolved = match *item {
-                BatchItem::Exposure { ref exposure, at } => {
-                    exposure_event(&snapshot, exposure, at)
-                }
+                BatchItem::Exposure { ref exposure, at } => exposure_event(&snapshot, exposure, at),
                 BatchItem::Track(e) => {
                     let target = match last {
                         Some((p, t))
