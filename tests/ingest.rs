@@ -521,7 +521,7 @@ fn concurrent_producers_account_for_every_event() {
                 for k in 0..EACH {
                     let u = t * EACH + k;
                     let mut e = TrackEvent::conversion(&id, &format!("u{u}"));
-                    if u % 7 == 0 {
+                    if u.is_multiple_of(7) {
                         e = e.goal("nope");
                     }
                     ingest.track_timeout(e, Duration::from_secs(30)).unwrap();
@@ -534,9 +534,9 @@ fn concurrent_producers_account_for_every_event() {
     }
     let stats = ingest.flush().unwrap();
     let n = (THREADS * EACH) as u64;
-    let bad_goal = (0..THREADS * EACH).filter(|u| u % 7 == 0).count() as u64;
+    let bad_goal = (0..THREADS * EACH).filter(|u| u.is_multiple_of(7)).count() as u64;
     let counted = (0..THREADS * EACH)
-        .filter(|u| u % 2 == 0 && u % 7 != 0)
+        .filter(|u| u.is_multiple_of(2) && !u.is_multiple_of(7))
         .count() as u64;
     assert_eq!(stats.completed(), n, "{stats:?}");
     assert_eq!(
@@ -668,10 +668,10 @@ fn ingests_into_sqlite() {
     let id = running(&lab);
     let ingest = Ingestor::start(Arc::clone(&lab), IngestOptions::default().max_batch(32)).unwrap();
     let mut sum = 0.0;
-    for u in 0..100 {
+    for u in 0_u32..100 {
         let unit = format!("u{u}");
         record(&ingest, &lab, &id, &unit);
-        if u % 3 == 0 {
+        if u.is_multiple_of(3) {
             ingest
                 .try_track(TrackEvent::conversion(&id, &unit))
                 .unwrap();
