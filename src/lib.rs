@@ -37,7 +37,8 @@
 //!   compiled snapshot and a [`Context`]. The hashing is [`allocation`], fixed forever;
 //!   targeting conditions are [`targeting`].
 //! * **Events** — [`Lab::events`]: exposures, conversions, values and covariates, folded into
-//!   per-variant sufficient statistics.
+//!   per-variant sufficient statistics; [`Ingestor`] buffers them and writes them in batches
+//!   from a background thread.
 //! * **Reports** — [`Lab::reports`]: counts, results and the analysis of [`stats`].
 //!
 //! The source APIs' payload shapes are [`wire`]'s.
