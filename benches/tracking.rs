@@ -13,6 +13,9 @@
 //!   single lookup in a table of that size (see `floor`).
 //! * `tracking/event_id/retry_among_80k_ids_one_unit`: `MemoryStorage::apply_event` of a retried
 //!   event id on a unit that has 80 000 (the de-duplication look-up).
+//! * `tracking/ingest_1000/memory`: 1 000 conversions for enrolled units (10 000 of them)
+//!   enqueued on an `Ingestor` (`try_track`, each event cloned as a caller would build it),
+//!   then `flush`: time per 1 000, enqueue to written, on `Lab::new()`'s memory store.
 //! * `tracking/threads/{1,2}`: `Lab::track` from N threads at once on disjoint units; time per
 //!   event (wall time / events), so equal figures mean the store does not serialise threads.
 
@@ -20,7 +23,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use abkit::storage::{Aggregation, MetricSlot, UnitEvent, UnitEventKind};
-use abkit::{Context, Lab, NewExperiment, Timestamp, TrackEvent};
+use std::sync::Arc;
+
+use abkit::{Context, IngestOptions, Ingestor, Lab, NewExperiment, Timestamp, TrackEvent};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const UNITS: usize = 1_000_000;
@@ -254,5 +259,27 @@ fn event_ids(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, single, floor, event_ids);
+/// Buffered ingestion: enqueue 1 000 conversions, then flush (the flusher thread writes them in
+/// one batch of `max_batch` 1 000).
+#[allow(clippy::expect_used)] // a benchmark: setup failures should abort loudly
+fn ingest(c: &mut Criterion) {
+    let (lab, _, events) = setup_with(10_000);
+    let ingest = Ingestor::start(Arc::new(lab), IngestOptions::default()).expect("started");
+    let mut group = c.benchmark_group("tracking");
+    group.throughput(Throughput::Elements(1_000));
+    let mut start = 0;
+    group.bench_function("ingest_1000/memory", |b| {
+        b.iter(|| {
+            start = (start + 1_000) % events.len();
+            for e in &events[start..start + 1_000] {
+                ingest.try_track(e.clone()).expect("room");
+            }
+            black_box(ingest.flush().expect("flushed").written)
+        });
+    });
+    group.finish();
+    ingest.shutdown().expect("shut down");
+}
+
+criterion_group!(benches, single, floor, event_ids, ingest);
 criterion_main!(benches);

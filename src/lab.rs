@@ -14,7 +14,7 @@ use crate::decision::experiment::{CompiledExperiment, Exposure};
 use crate::decision::flag::{ErrorCode, EvaluateAllResponse, Evaluation};
 use crate::decision::{Decision, Peek};
 use crate::error::{Error, Result};
-use crate::events::{Events, ExposureHook};
+use crate::events::{Events, ExposureHook, IngestError, IngestOptions, Ingestor, Source};
 use crate::model::ids::{DefaultIdGenerator, IdGenerator, VariantKey};
 use crate::model::metric::MetricCatalogue;
 use crate::reports::Reports;
@@ -355,5 +355,24 @@ impl Lab {
         } else {
             e.value().clone()
         }
+    }
+}
+
+impl Source for Lab {
+    fn events(&self) -> Events<'_> {
+        Lab::events(self)
+    }
+}
+
+impl Ingestor {
+    /// Starts an ingestor writing into `lab`: spawns its one background flusher thread
+    /// (`abkit-ingest`), which holds the lab until [`Ingestor::shutdown`] or drop.
+    ///
+    /// # Errors
+    ///
+    /// [`IngestError::InvalidOption`] for an option out of range; [`IngestError::Thread`] when
+    /// the thread cannot be spawned.
+    pub fn start(lab: Arc<Lab>, options: IngestOptions) -> Result<Ingestor, IngestError> {
+        Ingestor::spawn(lab, options)
     }
 }

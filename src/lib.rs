@@ -37,7 +37,8 @@
 //!   compiled snapshot and a [`Context`]. The hashing is [`allocation`], fixed forever;
 //!   targeting conditions are [`targeting`].
 //! * **Events** — [`Lab::events`]: exposures, conversions, values and covariates, folded into
-//!   per-variant sufficient statistics.
+//!   per-variant sufficient statistics; [`Ingestor`] buffers them and writes them in batches
+//!   from a background thread.
 //! * **Reports** — [`Lab::reports`]: counts, results and the analysis of [`stats`].
 //!
 //! The source APIs' payload shapes are [`wire`]'s.
@@ -81,7 +82,9 @@ pub use crate::decision::experiment::{Assignment, CompiledExperiment, Exposure, 
 pub use crate::decision::flag::{ErrorCode, EvaluateAllResponse, Evaluation};
 pub use crate::decision::{Decision, Peek};
 pub use crate::error::{Conflict, Error, Result, ValidationError};
-pub use crate::events::{Events, ExposureHook, TrackEvent};
+pub use crate::events::{
+    Events, ExposureHook, IngestError, IngestOptions, IngestStats, Ingestor, TrackEvent,
+};
 pub use crate::lab::{Lab, LabBuilder};
 pub use crate::model::config::{Audience, Holdout, Layer, SavedGroup};
 pub use crate::model::experiment::{

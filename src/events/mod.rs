@@ -22,6 +22,11 @@ use crate::storage::{
 };
 use crate::time::{Clock, Timestamp};
 
+mod ingest;
+
+pub(crate) use ingest::Source;
+pub use ingest::{IngestError, IngestOptions, IngestStats, Ingestor};
+
 /// Called with every exposure the event plane records (once per experiment and unit), to
 /// forward to analytics: the feed API's `experiment_exposure`.
 pub type ExposureHook = Arc<dyn Fn(&Exposure<'_>, Timestamp) + Send + Sync>;
@@ -171,6 +176,60 @@ fn running<'s>(snapshot: &'s Snapshot, id: &str) -> Result<&'s CompiledExperimen
     Ok(c)
 }
 
+/// The storage event recording `exposure` at `at`, checked against the snapshot (the
+/// experiment runs, the variant is its own, the unit is not empty).
+fn exposure_event<'e>(
+    snapshot: &Snapshot,
+    exposure: &Exposure<'e>,
+    at: Timestamp,
+) -> Result<UnitEvent<'e>> {
+    let c = running(snapshot, exposure.experiment_id.as_str())?;
+    let matches = c
+        .experiment()
+        .variants()
+        .get(exposure.variant_index as usize)
+        .is_some_and(|v| &v.id == exposure.variant);
+    if !matches {
+        return Err(ValidationError::field(
+            "variant",
+            format!(
+                "{:?} (index {}) is not a variant of experiment {:?}",
+                exposure.variant.as_str(),
+                exposure.variant_index,
+                exposure.experiment_id.as_str()
+            ),
+        )
+        .into());
+    }
+    if exposure.unit_id.is_empty() {
+        return Err(ValidationError::field("unitId", "\"\" is empty").into());
+    }
+    Ok(UnitEvent {
+        experiment: exposure.experiment_id.as_str(),
+        unit: exposure.unit_id,
+        event_id: None,
+        at,
+        kind: UnitEventKind::Exposure {
+            variant: exposure.variant_index,
+            excluded: exposure.forced,
+        },
+    })
+}
+
+/// One item of a mixed batch (the ingestor's): an exposure stamped `at`, or a track event.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum BatchItem<'a> {
+    /// An exposure to record.
+    Exposure {
+        /// The exposure.
+        exposure: Exposure<'a>,
+        /// When it happened.
+        at: Timestamp,
+    },
+    /// An event to track.
+    Track(&'a TrackEvent),
+}
+
 impl<'l> Events<'l> {
     pub(crate) fn new(
         storage: &'l dyn Storage,
@@ -199,43 +258,24 @@ impl<'l> Events<'l> {
 
     fn record_at(&self, exposure: &Exposure<'_>, at: Timestamp) -> Result<EventOutcome> {
         let snapshot = self.snapshot.pin();
-        let c = running(&snapshot, exposure.experiment_id.as_str())?;
-        let matches = c
-            .experiment()
-            .variants()
-            .get(exposure.variant_index as usize)
-            .is_some_and(|v| &v.id == exposure.variant);
-        if !matches {
-            return Err(ValidationError::field(
-                "variant",
-                format!(
-                    "{:?} (index {}) is not a variant of experiment {:?}",
-                    exposure.variant.as_str(),
-                    exposure.variant_index,
-                    exposure.experiment_id.as_str()
-                ),
-            )
-            .into());
-        }
-        if exposure.unit_id.is_empty() {
-            return Err(ValidationError::field("unitId", "\"\" is empty").into());
-        }
-        let outcome = self.storage.apply_event(&UnitEvent {
-            experiment: exposure.experiment_id.as_str(),
-            unit: exposure.unit_id,
-            event_id: None,
-            at,
-            kind: UnitEventKind::Exposure {
-                variant: exposure.variant_index,
-                excluded: exposure.forced,
-            },
-        })?;
+        let ue = exposure_event(&snapshot, exposure, at)?;
+        let outcome = self.storage.apply_event(&ue)?;
+        self.exposed(exposure, outcome, at);
+        Ok(outcome)
+    }
+
+    /// Calls the exposure hook when `outcome` is a new enrolment.
+    fn exposed(&self, exposure: &Exposure<'_>, outcome: EventOutcome, at: Timestamp) {
         if matches!(outcome, EventOutcome::Enrolled | EventOutcome::Excluded)
             && let Some(hook) = self.hook
         {
             hook(exposure, at);
         }
-        Ok(outcome)
+    }
+
+    /// The clock's "now".
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// Decides and records in one call: assigns `ctx`'s unit in experiment `id`, records the
@@ -496,44 +536,69 @@ impl Events<'_> {
     ///
     /// A storage failure: nothing in the batch was counted.
     pub fn track_batch(&self, events: &[TrackEvent]) -> Result<Vec<Result<EventOutcome>>> {
+        let items: Vec<BatchItem<'_>> = events.iter().map(BatchItem::Track).collect();
+        self.apply_batch(&items)
+    }
+
+    /// Resolves a mixed batch of exposures and track events and applies it in one atomic
+    /// storage write, in order (an exposure before a conversion of its unit enrols it first);
+    /// one outcome per item. Invalid items get their error and the rest are still applied; the
+    /// exposure hook is called for each new enrolment, after the write.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure: nothing in the batch was counted.
+    pub(crate) fn apply_batch(&self, items: &[BatchItem<'_>]) -> Result<Vec<Result<EventOutcome>>> {
         let snapshot = self.snapshot.pin();
-        let mut valid: Vec<UnitEvent<'_>> = Vec::with_capacity(events.len());
+        let mut valid: Vec<UnitEvent<'_>> = Vec::with_capacity(items.len());
         let mut invalid: Vec<(usize, Error)> = Vec::new();
         // Consecutive events of one experiment, goal and flag (the usual batch) share their
         // target: looked up once, then recognised by comparing those strings.
         let mut last: Option<(&TrackEvent, Target<'_>)> = None;
-        for (i, e) in events.iter().enumerate() {
-            let target = match last {
-                Some((p, t))
-                    if p.experiment_id == e.experiment_id
-                        && p.goal == e.goal
-                        && p.flag_id == e.flag_id =>
-                {
-                    Ok(t)
+        for (i, item) in items.iter().enumerate() {
+            let resolved = match *item {
+                BatchItem::Exposure { ref exposure, at } => exposure_event(&snapshot, exposure, at),
+                BatchItem::Track(e) => {
+                    let target = match last {
+                        Some((p, t))
+                            if p.experiment_id == e.experiment_id
+                                && p.goal == e.goal
+                                && p.flag_id == e.flag_id =>
+                        {
+                            Ok(t)
+                        }
+                        _ => target(&snapshot, e),
+                    };
+                    if let Ok(t) = target {
+                        last = Some((e, t));
+                    }
+                    target.and_then(|t| self.event_of(t, e))
                 }
-                _ => target(&snapshot, e),
             };
-            if let Ok(t) = target {
-                last = Some((e, t));
-            }
-            match target.and_then(|t| self.event_of(t, e)) {
+            match resolved {
                 Ok(ue) => valid.push(ue),
                 Err(err) => invalid.push((i, err)),
             }
         }
         let mut outcomes = self.storage.apply_events(&valid)?.into_iter();
         let mut invalid = invalid.into_iter().peekable();
-        Ok(events
+        let results: Vec<Result<EventOutcome>> = items
             .iter()
             .enumerate()
-            .map(|(i, e)| {
+            .map(|(i, item)| {
                 if let Some((_, err)) = invalid.next_if(|(j, _)| *j == i) {
                     return Err(err);
                 }
+                let (experiment, unit) = match item {
+                    BatchItem::Exposure { exposure, .. } => {
+                        (exposure.experiment_id.as_str(), exposure.unit_id)
+                    }
+                    BatchItem::Track(e) => (e.experiment_id.as_str(), e.unit_id.as_str()),
+                };
                 match outcomes.next() {
                     Some(EventOutcome::Rejected(reason)) => Err(Error::Rejected {
-                        experiment: e.experiment_id.clone(),
-                        unit: e.unit_id.clone(),
+                        experiment: experiment.to_owned(),
+                        unit: unit.to_owned(),
                         reason,
                     }),
                     Some(o) => Ok(o),
@@ -542,7 +607,15 @@ impl Events<'_> {
                     ))),
                 }
             })
-            .collect())
+            .collect();
+        if self.hook.is_some() {
+            for (item, result) in items.iter().zip(&results) {
+                if let (BatchItem::Exposure { exposure, at }, Ok(outcome)) = (item, result) {
+                    self.exposed(exposure, *outcome, *at);
+                }
+            }
+        }
+        Ok(results)
     }
 
     /// Records a unit's pre-period covariate for `metric` (CUPED variance reduction): a value
