@@ -4,10 +4,13 @@
 //! ```text
 //! cargo run --features http --example server -- --port 8080
 //! cargo run --features http,sqlite --example server -- --port 8080 --sqlite abkit.db
+//! cargo run --features http,postgres --example server -- --port 8080 --postgres postgres://abkit@127.0.0.1/abkit
 //! ```
 //!
 //! Options: `--port N` (default 8080; 0 picks a free one), `--host ADDR` (default 127.0.0.1),
-//! `--sqlite PATH` (durable; needs the `sqlite` feature), `--exit-after SECONDS` (stop by
+//! `--sqlite PATH` (durable; needs the `sqlite` feature), `--postgres URL` (one database shared
+//! by any number of server processes: each decides from its own snapshot and a watcher applies
+//! the others' writes within milliseconds; needs the `postgres` feature), `--exit-after SECONDS` (stop by
 //! itself, for CI). The instance-wide admin token comes from `ABKIT_ADMIN_TOKEN`; when it is
 //! unset one is generated and printed once. Ctrl-C (or SIGTERM) drains requests in flight.
 
@@ -17,12 +20,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use abkit::Lab;
-use abkit::http::{Settings, router};
+use abkit::fleet::{WatchOptions, Watcher};
+use abkit::http::{Settings, router_with_keys};
+use abkit::storage::RecordKind;
 
 struct Args {
     host: String,
     port: u16,
     sqlite: Option<String>,
+    postgres: Option<String>,
     exit_after: Option<u64>,
 }
 
@@ -31,6 +37,7 @@ fn args() -> Result<Args, String> {
         host: "127.0.0.1".into(),
         port: 8080,
         sqlite: None,
+        postgres: None,
         exit_after: None,
     };
     let mut it = std::env::args().skip(1);
@@ -45,6 +52,7 @@ fn args() -> Result<Args, String> {
             }
             "--host" => a.host = value()?,
             "--sqlite" => a.sqlite = Some(value()?),
+            "--postgres" => a.postgres = Some(value()?),
             "--exit-after" => {
                 let v = value()?;
                 a.exit_after = Some(
@@ -58,8 +66,20 @@ fn args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn lab(sqlite: Option<&str>) -> Result<Lab, Box<dyn std::error::Error>> {
-    match sqlite {
+fn lab(args: &Args) -> Result<Lab, Box<dyn std::error::Error>> {
+    if let Some(url) = args.postgres.as_deref() {
+        #[cfg(feature = "postgres")]
+        {
+            let storage = abkit::storage::PostgresStorage::connect(url)?;
+            return Ok(Lab::builder().storage(Arc::new(storage)).build()?);
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = url;
+            return Err("--postgres needs the postgres feature: --features http,postgres".into());
+        }
+    }
+    match args.sqlite.as_deref() {
         None => Ok(Lab::new()),
         #[cfg(feature = "sqlite")]
         Some(path) => {
@@ -111,8 +131,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             t
         }
     };
-    let lab = Arc::new(lab(args.sqlite.as_deref())?);
-    let app = router(lab, Settings::new(Some(token)));
+    let lab = Arc::new(lab(&args)?);
+    let (app, keys) = router_with_keys(Arc::clone(&lab), Settings::new(Some(token)));
+    // On a store other processes write (PostgreSQL, a shared SQLite file), follow their writes;
+    // a memory store has no one else to follow.
+    let _watcher = match Watcher::start_with(&lab, WatchOptions::new(), move |report| {
+        // The watcher's own thread (not an async one): blocking reads are fine here.
+        if (report.reloaded || report.kinds.contains(&RecordKind::ApiKey))
+            && let Err(e) = keys.reload()
+        {
+            eprintln!("api key reload failed: {e}");
+        }
+    }) {
+        Ok(w) => Some(w),
+        Err(abkit::Error::Validation(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await?;
     println!("abkit serving on http://{}", listener.local_addr()?);
     axum::serve(listener, app)

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::control::Control;
 use crate::control::experiments::Experiments;
 use crate::control::flags::Flags;
 use crate::control::targeting::Targeting;
+use crate::control::{Control, SyncReport};
 use crate::decision::context::Context;
 use crate::decision::experiment::{CompiledExperiment, Exposure};
 use crate::decision::flag::{ErrorCode, EvaluateAllResponse, Evaluation};
@@ -194,6 +194,20 @@ impl Lab {
     /// A storage failure or a stored record that does not decode; the old snapshot stays.
     pub fn refresh(&self) -> Result<()> {
         self.control.refresh()
+    }
+
+    /// Applies the configuration writes other instances committed to a shared store since this
+    /// lab last loaded or synced, from the store's change feed: each changed record is re-read
+    /// and only it, and what depends on it, is recompiled (a full reload only when the feed no
+    /// longer reaches back far enough). On a store without a feed (the memory store) it does
+    /// nothing. [`crate::fleet::Watcher`] calls it whenever the store signals a change.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure or a record that does not decode; what was applied stays, and the
+    /// next sync resumes from the same position.
+    pub fn sync(&self) -> Result<SyncReport> {
+        self.control.sync()
     }
 
     // ----- the planes -----

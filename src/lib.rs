@@ -57,6 +57,7 @@ mod control;
 mod decision;
 mod error;
 mod events;
+pub mod fleet;
 #[cfg(feature = "growthbook")]
 pub mod growthbook;
 mod hashing;
@@ -76,7 +77,7 @@ pub use crate::control::codec::Versioned;
 pub use crate::control::experiments::{Experiments, StopRequest};
 pub use crate::control::flags::Flags;
 pub use crate::control::targeting::Targeting;
-pub use crate::control::{ListQuery, Page};
+pub use crate::control::{ListQuery, Page, SyncReport};
 pub use crate::decision::context::{Context, KEY_ATTRIBUTES};
 pub use crate::decision::experiment::{Assignment, CompiledExperiment, Exposure, Reason};
 pub use crate::decision::flag::{ErrorCode, EvaluateAllResponse, Evaluation};

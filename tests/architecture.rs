@@ -76,6 +76,8 @@ const RULES: &[(&str, &[&str])] = &[
             "control",
         ],
     ),
+    // A fleet: keeps a lab current with a shared store's change feed.
+    ("fleet", &["lab", "control", "error", "storage"]),
     // Serving: the facade and the wire shapes behind axum.
     (
         "http",

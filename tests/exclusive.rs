@@ -2,6 +2,7 @@
 //! a SQLite file, or one shared `MemoryStorage` — start conflicting experiments at the same
 //! moment. Exactly one wins, and the other gets the typed conflict; the rule is enforced where
 //! the write commits (the claim records of `Storage::commit`), not only in each lab's cache.
+//! With the `postgres` feature the same races run on one PostgreSQL database (issue 14).
 
 #![cfg(feature = "sqlite")]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
@@ -9,6 +10,12 @@
 use std::sync::{Arc, Barrier};
 use std::thread;
 
+#[cfg(feature = "postgres")]
+#[path = "support/postgres.rs"]
+mod support;
+
+#[cfg(feature = "postgres")]
+use abkit::storage::PostgresStorage;
 use abkit::storage::{MemoryStorage, SqliteStorage, Storage};
 use abkit::{BucketRange, Conflict, Error, Lab, Layer, NewExperiment, NewFlag, Status};
 use serde_json::json;
@@ -34,26 +41,66 @@ fn lab_on(store: Arc<dyn Storage>) -> Lab {
     Lab::builder().storage(store).build().unwrap()
 }
 
-/// Two labs on one store: a SQLite file (each lab its own connection) or a shared memory store.
-fn two_labs(sqlite: bool, name: &str, round: usize) -> (Lab, Lab, Option<std::path::PathBuf>) {
-    if sqlite {
-        let path = temp_db(name, round);
-        let a = lab_on(Arc::new(SqliteStorage::open(&path).unwrap()));
-        (a, Lab::new(), Some(path))
-    } else {
-        let store: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
-        (lab_on(Arc::clone(&store)), lab_on(store), None)
+/// Where the two labs of a round keep their records.
+#[derive(Clone, Copy)]
+enum Backend<'c> {
+    /// One SQLite file, each lab its own connection.
+    Sqlite,
+    /// One `MemoryStorage` shared by both labs.
+    Memory,
+    /// One PostgreSQL database (a fresh one per round), each lab its own pool.
+    #[cfg(feature = "postgres")]
+    Postgres(&'c support::Cluster),
+    #[cfg(not(feature = "postgres"))]
+    #[allow(dead_code)]
+    Never(std::marker::PhantomData<&'c ()>),
+}
+
+/// How the second lab of a round finds the first one's store.
+enum Place {
+    File(std::path::PathBuf),
+    Shared(Lab),
+    #[cfg(feature = "postgres")]
+    Url(String),
+}
+
+/// The first lab of a round, and where the second will find its store.
+fn two_labs(backend: Backend<'_>, name: &str, round: usize) -> (Lab, Place) {
+    match backend {
+        Backend::Sqlite => {
+            let path = temp_db(name, round);
+            let a = lab_on(Arc::new(SqliteStorage::open(&path).unwrap()));
+            (a, Place::File(path))
+        }
+        #[cfg(feature = "postgres")]
+        Backend::Postgres(cluster) => {
+            let url = cluster.database(name);
+            let a = lab_on(Arc::new(PostgresStorage::connect(&url).unwrap()));
+            (a, Place::Url(url))
+        }
+        _ => {
+            let store: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+            (lab_on(Arc::clone(&store)), Place::Shared(lab_on(store)))
+        }
     }
 }
 
 /// The second lab, opened once the first has written the drafts (so both know them).
-fn second(sqlite: bool, path: Option<&std::path::Path>, shared: Lab) -> Lab {
-    match (sqlite, path) {
-        (true, Some(p)) => lab_on(Arc::new(SqliteStorage::open(p).unwrap())),
-        _ => {
+fn second(place: &mut Place) -> Lab {
+    match place {
+        Place::File(p) => lab_on(Arc::new(SqliteStorage::open(p).unwrap())),
+        #[cfg(feature = "postgres")]
+        Place::Url(url) => lab_on(Arc::new(PostgresStorage::connect(url).unwrap())),
+        Place::Shared(shared) => {
             shared.refresh().unwrap();
-            shared
+            std::mem::replace(shared, Lab::new())
         }
+    }
+}
+
+fn cleanup(place: Place) {
+    if let Place::File(p) = place {
+        remove_db(&p);
     }
 }
 
@@ -101,9 +148,9 @@ fn running_count(lab: &Lab, ids: &[&str]) -> usize {
         .count()
 }
 
-fn starts_on_one_flag(sqlite: bool) {
+fn starts_on_one_flag(backend: Backend<'_>) {
     for round in 0..ROUNDS {
-        let (a, other, path) = two_labs(sqlite, "flag", round);
+        let (a, mut place) = two_labs(backend, "flag", round);
         let new: NewFlag = serde_json::from_value(json!({
             "project_id": "p", "key": "k", "default_value": "d", "environment": "production"
         }))
@@ -117,7 +164,7 @@ fn starts_on_one_flag(sqlite: bool) {
             .flags()
             .create_experiment(flag.id.as_str(), flag_experiment("second"))
             .unwrap();
-        let b = second(sqlite, path.as_deref(), other);
+        let b = second(&mut place);
         let (x, y) = (first.id().to_string(), second_exp.id().to_string());
         let (ra, rb) = race(|| a.experiments().start(&x), || b.experiments().start(&y));
         let ok = usize::from(ra.is_ok()) + usize::from(rb.is_ok());
@@ -132,15 +179,13 @@ fn starts_on_one_flag(sqlite: bool) {
         );
         assert_eq!(running_count(&a, &[&x, &y]), 1, "round {round}");
         drop((a, b));
-        if let Some(p) = path {
-            remove_db(&p);
-        }
+        cleanup(place);
     }
 }
 
-fn starts_in_one_layer(sqlite: bool, overlapping: bool) {
+fn starts_in_one_layer(backend: Backend<'_>, overlapping: bool) {
     for round in 0..ROUNDS {
-        let (a, other, path) = two_labs(sqlite, "layer", round);
+        let (a, mut place) = two_labs(backend, "layer", round);
         a.targeting()
             .put_layer(Layer {
                 id: "home".parse().unwrap(),
@@ -158,7 +203,7 @@ fn starts_in_one_layer(sqlite: bool, overlapping: bool) {
             .experiments()
             .create(layer_experiment(start, end))
             .unwrap();
-        let b = second(sqlite, path.as_deref(), other);
+        let b = second(&mut place);
         let (x, y) = (left.id().to_string(), right.id().to_string());
         let (ra, rb) = race(|| a.experiments().start(&x), || b.experiments().start(&y));
         if overlapping {
@@ -178,15 +223,13 @@ fn starts_in_one_layer(sqlite: bool, overlapping: bool) {
             assert_eq!(running_count(&a, &[&x, &y]), 2);
         }
         drop((a, b));
-        if let Some(p) = path {
-            remove_db(&p);
-        }
+        cleanup(place);
     }
 }
 
-fn start_races_a_flag_delete(sqlite: bool) {
+fn start_races_a_flag_delete(backend: Backend<'_>) {
     for round in 0..ROUNDS {
-        let (a, other, path) = two_labs(sqlite, "delete", round);
+        let (a, mut place) = two_labs(backend, "delete", round);
         let new: NewFlag = serde_json::from_value(json!({
             "project_id": "p", "key": "k", "default_value": "d", "environment": "production"
         }))
@@ -196,7 +239,7 @@ fn start_races_a_flag_delete(sqlite: bool) {
             .flags()
             .create_experiment(flag.id.as_str(), flag_experiment("first"))
             .unwrap();
-        let b = second(sqlite, path.as_deref(), other);
+        let b = second(&mut place);
         let (x, f) = (exp.id().to_string(), flag.id.to_string());
         let (ra, rb) = race(|| a.experiments().start(&x), || b.flags().delete(&f));
         assert_eq!(
@@ -220,44 +263,67 @@ fn start_races_a_flag_delete(sqlite: bool) {
             );
         }
         drop((a, b));
-        if let Some(p) = path {
-            remove_db(&p);
-        }
+        cleanup(place);
     }
 }
 
 #[test]
 fn two_starts_on_one_flag_sqlite() {
-    starts_on_one_flag(true);
+    starts_on_one_flag(Backend::Sqlite);
 }
 
 #[test]
 fn two_starts_on_one_flag_shared_memory() {
-    starts_on_one_flag(false);
+    starts_on_one_flag(Backend::Memory);
 }
 
 #[test]
 fn overlapping_starts_in_one_layer_sqlite() {
-    starts_in_one_layer(true, true);
+    starts_in_one_layer(Backend::Sqlite, true);
 }
 
 #[test]
 fn overlapping_starts_in_one_layer_shared_memory() {
-    starts_in_one_layer(false, true);
+    starts_in_one_layer(Backend::Memory, true);
 }
 
 #[test]
 fn disjoint_starts_in_one_layer_both_succeed() {
-    starts_in_one_layer(true, false);
-    starts_in_one_layer(false, false);
+    starts_in_one_layer(Backend::Sqlite, false);
+    starts_in_one_layer(Backend::Memory, false);
 }
 
 #[test]
 fn a_start_racing_a_flag_delete_sqlite() {
-    start_races_a_flag_delete(true);
+    start_races_a_flag_delete(Backend::Sqlite);
 }
 
 #[test]
 fn a_start_racing_a_flag_delete_shared_memory() {
-    start_races_a_flag_delete(false);
+    start_races_a_flag_delete(Backend::Memory);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn two_starts_on_one_flag_postgres() {
+    if let Some(c) = support::Cluster::start() {
+        starts_on_one_flag(Backend::Postgres(&c));
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn starts_in_one_layer_postgres() {
+    if let Some(c) = support::Cluster::start() {
+        starts_in_one_layer(Backend::Postgres(&c), true);
+        starts_in_one_layer(Backend::Postgres(&c), false);
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn a_start_racing_a_flag_delete_postgres() {
+    if let Some(c) = support::Cluster::start() {
+        start_races_a_flag_delete(Backend::Postgres(&c));
+    }
 }

@@ -17,6 +17,7 @@ pub(crate) mod experiments;
 pub(crate) mod flags;
 pub(crate) mod targeting;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -30,7 +31,7 @@ use crate::model::flag::Flag;
 use crate::model::ids::IdGenerator;
 use crate::model::metric::MetricCatalogue;
 use crate::model::validation::ValidationError;
-use crate::storage::{RecordChange, RecordKind, RecordWrite, Storage};
+use crate::storage::{ConfigChanges, RecordChange, RecordKind, RecordWrite, Storage};
 use crate::time::{Clock, Timestamp};
 
 // The model's limit must fit the store's per-unit layout.
@@ -152,6 +153,29 @@ pub(crate) struct Control {
     pub(crate) catalogue: MetricCatalogue,
     pub(crate) snapshot: SnapshotCell,
     config: Mutex<Configuration>,
+    /// The storage change feed's position the configuration reflects ([`NO_POSITION`]: none
+    /// known). Written only under the writer lock.
+    position: AtomicU64,
+}
+
+/// [`Control::position`] when the store keeps no change feed or nothing was loaded yet.
+const NO_POSITION: u64 = u64::MAX;
+
+/// What one [`crate::Lab::sync`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct SyncReport {
+    /// The store's change-feed position the lab now reflects (`None`: the store keeps no feed,
+    /// so there is nothing to follow).
+    pub position: Option<u64>,
+    /// Records re-read and applied (each recompiling only itself and what depends on it).
+    pub applied: usize,
+    /// Whether everything was reloaded instead (the feed no longer reached back far enough).
+    pub reloaded: bool,
+    /// The kinds of the records that changed (the `http` feature reloads its API keys when
+    /// `api_key` is among them).
+    pub kinds: Vec<RecordKind>,
 }
 
 impl std::fmt::Debug for Control {
@@ -187,6 +211,7 @@ impl Control {
             catalogue,
             snapshot: SnapshotCell::default(),
             config: Mutex::new(Configuration::default()),
+            position: AtomicU64::new(NO_POSITION),
         }
     }
 
@@ -215,6 +240,9 @@ impl Control {
     /// configuration stay.
     pub(crate) fn refresh(&self) -> Result<()> {
         let mut w = self.writer();
+        // Read before the records: a write committed during the load is replayed by the next
+        // sync (re-applying a record is harmless), never missed.
+        let position = self.storage.change_position()?;
         let mut config = Configuration::default();
         load_all::<Experiment>(self, &mut config)?;
         load_all::<Flag>(self, &mut config)?;
@@ -228,7 +256,70 @@ impl Control {
         let snapshot = Snapshot::compile(&config)?;
         *w.config = config;
         self.snapshot.store(snapshot);
+        self.position
+            .store(position.unwrap_or(NO_POSITION), Ordering::Release);
         Ok(())
+    }
+
+    /// Applies the configuration writes other processes committed to the store since this
+    /// control plane last loaded or synced: each changed record is re-read and recompiled with
+    /// what depends on it. A store without a change feed makes this a no-op.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure or a record that does not decode: what was applied stays, and the
+    /// next sync starts again from the same position.
+    pub(crate) fn sync(&self) -> Result<SyncReport> {
+        let Some(now) = self.storage.change_position()? else {
+            return Ok(SyncReport::default());
+        };
+        let known = self.position.load(Ordering::Acquire);
+        if known == now {
+            return Ok(SyncReport {
+                position: Some(now),
+                ..SyncReport::default()
+            });
+        }
+        let changes = if known == NO_POSITION {
+            None
+        } else {
+            self.storage.changes_since(known)?
+        };
+        let Some(ConfigChanges {
+            position,
+            records: Some(records),
+        }) = changes
+        else {
+            self.refresh()?;
+            return Ok(SyncReport {
+                position: Some(self.position.load(Ordering::Acquire)).filter(|p| *p != NO_POSITION),
+                reloaded: true,
+                ..SyncReport::default()
+            });
+        };
+        let mut w = self.writer();
+        // Each record once, at its latest state (the loop reads storage, not the feed's order).
+        let mut seen = std::collections::BTreeSet::new();
+        let mut kinds = Vec::new();
+        let mut applied = 0;
+        for (kind, id) in &records {
+            if !seen.insert((*kind, id.as_str())) {
+                continue;
+            }
+            if !kinds.contains(kind) {
+                kinds.push(*kind);
+            }
+            if w.reload(*kind, id)? {
+                applied += 1;
+            }
+        }
+        self.position.store(position, Ordering::Release);
+        Ok(SyncReport {
+            position: Some(position),
+            applied,
+            reloaded: false,
+            kinds,
+        })
     }
 
     /// The record `id` of `T`, from storage.
@@ -425,6 +516,37 @@ impl Writer<'_> {
     pub(crate) fn delete<T: ConfigRecord>(&mut self, id: &str, expected: u64) -> Result<()> {
         self.control.storage.delete_record(T::KIND, id, expected)?;
         T::unstore(id, &mut self.config);
+        self.publish(&T::change(id))
+    }
+
+    /// Re-reads record `id` of `kind` from storage into the configuration and publishes the
+    /// next snapshot; `false` for a kind that is not configuration the snapshot holds.
+    fn reload(&mut self, kind: RecordKind, id: &str) -> Result<bool> {
+        match kind {
+            RecordKind::Experiment => self.reload_one::<Experiment>(id)?,
+            RecordKind::Flag => self.reload_one::<Flag>(id)?,
+            RecordKind::Audience => self.reload_one::<Audience>(id)?,
+            RecordKind::SavedGroup => self.reload_one::<SavedGroup>(id)?,
+            RecordKind::Layer => self.reload_one::<Layer>(id)?,
+            RecordKind::Settings => self.reload_one::<Settings>(id)?,
+            RecordKind::Claim => match self.control.storage.get_record(kind, id)? {
+                Some(r) => {
+                    self.config.claims.insert(r.id, r.version);
+                }
+                None => {
+                    self.config.claims.remove(id);
+                }
+            },
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn reload_one<T: ConfigRecord>(&mut self, id: &str) -> Result<()> {
+        match self.control.get::<T>(id)? {
+            Some(v) => v.into_inner().store(&mut self.config),
+            None => T::unstore(id, &mut self.config),
+        }
         self.publish(&T::change(id))
     }
 

@@ -377,6 +377,26 @@ impl ApiKeys {
         }
     }
 
+    /// Re-reads every key this instance has loaded, dropping those deleted since: call it when
+    /// another instance may have revoked one (a [`crate::fleet::Watcher`]'s sync that names
+    /// `api_key`). A blocking read per key.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure; a stored key that does not decode. Keys re-read before the failure
+    /// stay updated.
+    pub fn reload(&self) -> Result<()> {
+        let ids: Vec<String> = self.index.load().keys().cloned().collect();
+        for id in ids {
+            if !self.load(&id)? {
+                self.update(|m| {
+                    m.remove(&id);
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The principal `token` stands for, loading an unknown key id from storage (blocking).
     ///
     /// # Errors

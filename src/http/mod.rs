@@ -173,10 +173,12 @@ pub fn routes() -> Vec<Route> {
 }
 
 fn build(lab: Arc<Lab>, settings: &Settings) -> (Router, Vec<Route>) {
-    let state = AppState(Arc::new(Shared {
-        keys: ApiKeys::new(&lab, settings.admin_token.as_deref()),
-        lab,
-    }));
+    let keys = ApiKeys::new(&lab, settings.admin_token.as_deref());
+    build_with(lab, keys, settings)
+}
+
+fn build_with(lab: Arc<Lab>, keys: ApiKeys, settings: &Settings) -> (Router, Vec<Route>) {
+    let state = AppState(Arc::new(Shared { keys, lab }));
     let mut b = Builder {
         router: Some(Router::new()),
         routes: Vec::new(),
@@ -228,6 +230,15 @@ fn build(lab: Arc<Lab>, settings: &Settings) -> (Router, Vec<Route>) {
 /// The router serving the three APIs from `lab` (see the module's documentation).
 pub fn router(lab: Arc<Lab>, settings: Settings) -> Router {
     build(lab, &settings).0
+}
+
+/// [`router`], and the [`ApiKeys`] it verifies requests with: for an instance of a fleet, whose
+/// watcher calls [`ApiKeys::reload`] when another instance changed a key (a revocation made
+/// there then stops working here too).
+pub fn router_with_keys(lab: Arc<Lab>, settings: Settings) -> (Router, ApiKeys) {
+    let keys = ApiKeys::new(&lab, settings.admin_token.as_deref());
+    let router = build_with(lab, keys.clone(), &settings).0;
+    (router, keys)
 }
 
 impl IntoResponse for ApiError {
