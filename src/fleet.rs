@@ -56,7 +56,7 @@ impl WatchOptions {
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct WatchStats {
-    /// Syncs that found changes and applied them.
+    /// Syncs that found changes (and applied those the snapshot holds).
     pub syncs: u64,
     /// Records applied over all syncs.
     pub applied: u64,
@@ -109,7 +109,7 @@ impl Watcher {
         Watcher::start_with(lab, options, |_| {})
     }
 
-    /// Like [`Watcher::start`], calling `on_sync` after every sync that applied something
+    /// Like [`Watcher::start`], calling `on_sync` after every sync that found changes
     /// (the `http` feature's server reloads its API keys there).
     ///
     /// # Errors
@@ -210,7 +210,7 @@ fn watch(
         }
         match lab.sync() {
             Ok(report) => {
-                let changed = report.applied > 0 || report.reloaded;
+                let changed = !report.kinds.is_empty() || report.reloaded;
                 record(&|s| {
                     s.position = report.position;
                     if changed {
