@@ -2,7 +2,11 @@
 //! `synchronous=FULL`, one transaction per batch), directly through `Storage::apply_events`
 //! and through `Lab::track_batch`.
 //!
-//! Run: `cargo bench --features sqlite --bench storage -- --warm-up-time 1 --measurement-time 3`
+//! With the `postgres` feature, the same batches go into `PostgresStorage` on a throwaway
+//! cluster the bench starts (`fsync=on`, `synchronous_commit=on`: a commit waits for the disk),
+//! and 1, 2 and 4 concurrent writers (each on its own experiment) are measured on both stores.
+//!
+//! Run: `cargo bench --features sqlite,postgres --bench storage -- --warm-up-time 1 --measurement-time 3`
 
 #![allow(clippy::expect_used)] // a benchmark: setup failures should abort loudly
 
@@ -56,13 +60,91 @@ fn enrol(s: &dyn Storage, experiment: &str, units: &[String]) {
     }
 }
 
+#[cfg(feature = "postgres")]
+#[path = "../tests/support/postgres.rs"]
+mod support;
+
 fn storage_batches(c: &mut Criterion) {
     let path = temp_db("storage");
     let store = SqliteStorage::open(&path).expect("open");
-    let units: Vec<String> = (0..POOL).map(|i| format!("usr_{i:08}")).collect();
-    enrol(&store, "exp_bench", &units);
+    apply_events_group(c, "storage/sqlite_apply_events", &store);
+    writers_group(c, "storage/sqlite_writers", &store);
+    drop(store);
+    remove_db(&path);
+    #[cfg(feature = "postgres")]
+    if let Some(cluster) = support::Cluster::durable() {
+        let store =
+            abkit::storage::PostgresStorage::connect(&cluster.database("bench")).expect("connect");
+        apply_events_group(c, "storage/postgres_apply_events", &store);
+        writers_group(c, "storage/postgres_writers", &store);
+    }
+}
 
-    let mut group = c.benchmark_group("storage/sqlite_apply_events");
+fn value_event<'a>(experiment: &'a str, unit: &'a str, id: Option<&'a str>) -> UnitEvent<'a> {
+    UnitEvent {
+        experiment,
+        unit,
+        event_id: id,
+        at: at(1),
+        kind: UnitEventKind::Metric {
+            slot: MetricSlot {
+                index: 0,
+                aggregation: Aggregation::Sum,
+                cap: None,
+                window_millis: None,
+            },
+            value: 2.5,
+            denominator: 0.0,
+        },
+    }
+}
+
+/// `n` threads, each applying one 1 000-event batch (values with event ids) to its own
+/// experiment per iteration: the store's throughput under concurrent writers.
+fn writers_group(c: &mut Criterion, name: &str, store: &dyn Storage) {
+    let mut group = c.benchmark_group(name);
+    let units: Vec<String> = (0..BATCH).map(|i| format!("w_{i:05}")).collect();
+    for n in [1usize, 2, 4] {
+        let exps: Vec<String> = (0..n).map(|t| format!("exp_writers_{n}_{t}")).collect();
+        for e in &exps {
+            enrol(store, e, &units);
+        }
+        group.throughput(Throughput::Elements((n * BATCH) as u64));
+        let mut round = 0usize;
+        group.bench_function(n.to_string(), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for e in &exps {
+                        let units = &units;
+                        let first = round;
+                        s.spawn(move || {
+                            for k in 0..iters as usize {
+                                let ids: Vec<String> =
+                                    (0..BATCH).map(|i| format!("{}-{i}", first + k)).collect();
+                                let batch: Vec<UnitEvent<'_>> = units
+                                    .iter()
+                                    .zip(&ids)
+                                    .map(|(u, id)| value_event(e, u, Some(id)))
+                                    .collect();
+                                black_box(store.apply_events(&batch).expect("apply"));
+                            }
+                        });
+                    }
+                });
+                round += iters as usize;
+                start.elapsed()
+            });
+        });
+    }
+    group.finish();
+}
+
+fn apply_events_group(c: &mut Criterion, name: &str, store: &dyn Storage) {
+    let units: Vec<String> = (0..POOL).map(|i| format!("usr_{i:08}")).collect();
+    enrol(store, "exp_bench", &units);
+
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(BATCH as u64));
 
     // First-time conversions of pre-enrolled units: every event is recorded (a unit-state
@@ -74,7 +156,7 @@ fn storage_batches(c: &mut Criterion) {
             let fresh: Vec<String> = (0..iters as usize * BATCH)
                 .map(|i| format!("conv_{round}_{i:08}"))
                 .collect();
-            enrol(&store, "exp_bench", &fresh);
+            enrol(store, "exp_bench", &fresh);
             let t = Instant::now();
             for chunk in fresh.chunks(BATCH) {
                 let batch: Vec<UnitEvent<'_>> = chunk
@@ -135,8 +217,6 @@ fn storage_batches(c: &mut Criterion) {
         });
     });
     group.finish();
-    drop(store);
-    remove_db(&path);
 }
 
 fn lab_batches(c: &mut Criterion) {

@@ -203,7 +203,7 @@ fn version_1_fixture_is_migrated_and_keeps_its_data() {
     std::fs::copy("tests/data/sqlite/v1.sqlite", &path).unwrap();
     assert_eq!(schema_version(&path), 1);
     let s = SqliteStorage::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 3);
+    assert_eq!(schema_version(&path), 4);
     let index: i64 = raw(&path)
         .query_row(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' \
@@ -339,7 +339,7 @@ fn version_2_fixture_opens_and_keeps_its_data() {
     std::fs::copy("tests/data/sqlite/v2.sqlite", &path).unwrap();
     assert_eq!(schema_version(&path), 2);
     let s = SqliteStorage::open(&path).unwrap();
-    assert_eq!(schema_version(&path), 3, "migrated to version 3");
+    assert_eq!(schema_version(&path), 4, "migrated to version 4");
     check_v2_fixture(&s);
     // Event ids stored by v2 still de-duplicate, in every scope (v2 ids were per unit).
     assert_eq!(
@@ -419,7 +419,7 @@ fn newer_schema_is_refused_and_the_file_is_not_modified() {
     assert_eq!(
         err,
         StorageError::Schema(
-            "database schema version 99 is newer than this abkit supports (3): upgrade abkit"
+            "database schema version 99 is newer than this abkit supports (4): upgrade abkit"
                 .into()
         )
     );
@@ -829,5 +829,48 @@ fn two_processes_on_one_file_never_lose_updates() {
         assert!(c.wait().unwrap().success(), "a writer process failed");
     }
     check_writers(&path, 2);
+    remove_db(&path);
+}
+
+/// Two processes on one file: the second lab follows the first's writes through the change feed
+/// (schema version 4), polled by a `fleet::Watcher` (SQLite cannot signal).
+#[test]
+fn a_watcher_follows_another_connection_through_the_change_feed() {
+    use abkit::fleet::{WatchOptions, Watcher};
+    use abkit::{Context, Lab, NewFlag};
+    let path = temp_db("feed");
+    let a = Lab::builder()
+        .storage(Arc::new(SqliteStorage::open(&path).unwrap()))
+        .build()
+        .unwrap();
+    let b = Arc::new(
+        Lab::builder()
+            .storage(Arc::new(SqliteStorage::open(&path).unwrap()))
+            .build()
+            .unwrap(),
+    );
+    let start = b.storage().change_position().unwrap().unwrap();
+    let watcher = Watcher::start(&b, WatchOptions::new().poll(Duration::from_millis(20))).unwrap();
+    let new: NewFlag = serde_json::from_value(json!({
+        "project_id": "p", "key": "k", "default_value": "on", "environment": "production"
+    }))
+    .unwrap();
+    a.flags().create(new).unwrap();
+    // The feed names the write, and only committed writes.
+    let changes = a.storage().changes_since(start).unwrap().unwrap();
+    assert_eq!(changes.position, start + 1);
+    assert_eq!(changes.records.unwrap().len(), 1);
+    let ctx = Context::new("u");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while b.evaluate("p", "production", "k", &ctx).value() != &json!("on") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flag never reached the second lab"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stats = watcher.stop();
+    assert!(stats.syncs >= 1 && stats.errors == 0, "{stats:?}");
+    drop((a, b));
     remove_db(&path);
 }

@@ -673,6 +673,11 @@ struct Local<'a> {
 }
 
 fn apply_in(tx: &mut Transaction<'_>, events: &[UnitEvent<'_>]) -> Op<Vec<EventOutcome>> {
+    // The batch's look-ups and updates join a few thousand keys against tables of millions of
+    // rows: index probes, always. The planner cannot see an array parameter's length and would
+    // otherwise pick a hash join over a full scan (measured: 25 ms instead of 2 ms per 1 000
+    // units at 50 000 stored).
+    tx.batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")?;
     lock_experiments(tx, events.iter().map(|e| e.experiment))?;
     // The batch's distinct units.
     let mut index: HashMap<(&str, &str), usize> = HashMap::with_capacity(events.len());

@@ -26,8 +26,9 @@ use rusqlite::{
 use super::blob;
 use super::state::MAX_VARIANTS;
 use super::{
-    EventOutcome, ExactMetricTotals, ExactTotals, ExperimentTotals, Record, RecordChange,
-    RecordKind, RecordWrite, Storage, StorageError, UnitEvent, UnitState, VariantTotals,
+    ConfigChanges, EventOutcome, ExactMetricTotals, ExactTotals, ExperimentTotals, Record,
+    RecordChange, RecordKind, RecordWrite, Storage, StorageError, UnitEvent, UnitState,
+    VariantTotals,
 };
 use crate::time::Timestamp;
 
@@ -648,6 +649,42 @@ fn put_in(
     Ok(version)
 }
 
+/// How many entries the change feed keeps; a reader further behind reloads everything.
+const FEED_KEEP: i64 = 100_000;
+
+/// Advances the change feed inside the open write transaction `tx` (writes are serialised by
+/// SQLite's write lock, so positions are commit-ordered) and records what changed.
+fn feed_in(tx: &Transaction<'_>, changed: &[(RecordKind, &str)]) -> Result<(), StorageError> {
+    let seq: i64 = tx
+        .prepare_cached("UPDATE abkit_change_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+        .map_err(map_err)?
+        .query_row([], |r| r.get(0))
+        .map_err(map_err)?;
+    let mut insert = tx
+        .prepare_cached("INSERT INTO abkit_changes (seq, n, kind, id) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(map_err)?;
+    for (n, (kind, id)) in changed.iter().enumerate() {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        insert
+            .execute(params![seq, n, kind.as_str(), id])
+            .map_err(map_err)?;
+    }
+    if seq % 1_000 == 0 {
+        tx.prepare_cached("DELETE FROM abkit_changes WHERE seq <= ?1")
+            .map_err(map_err)?
+            .execute(params![seq - FEED_KEEP])
+            .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+fn feed_position(conn: &Connection) -> Result<i64, StorageError> {
+    conn.prepare_cached("SELECT seq FROM abkit_change_counter WHERE id = 1")
+        .map_err(map_err)?
+        .query_row([], |r| r.get(0))
+        .map_err(map_err)
+}
+
 /// A record delete inside the open transaction `tx`.
 fn delete_in(
     tx: &Transaction<'_>,
@@ -757,6 +794,56 @@ fn apply_in(
 }
 
 impl Storage for SqliteStorage {
+    fn change_position(&self) -> Result<Option<u64>, StorageError> {
+        Ok(Some(
+            u64::try_from(feed_position(&self.read())?).unwrap_or(0),
+        ))
+    }
+
+    fn changes_since(&self, since: u64) -> Result<Option<ConfigChanges>, StorageError> {
+        let since = i64::try_from(since).unwrap_or(i64::MAX);
+        let mut conn = self.read();
+        // One read transaction: the position and the entries are of one snapshot.
+        let tx = conn.transaction().map_err(map_err)?;
+        let seq = feed_position(&tx)?;
+        let position = u64::try_from(seq).unwrap_or(0);
+        let reset = Ok(Some(ConfigChanges {
+            position,
+            records: None,
+        }));
+        if since > seq {
+            return reset;
+        }
+        let oldest: Option<i64> = tx
+            .query_row("SELECT min(seq) FROM abkit_changes", [], |r| r.get(0))
+            .map_err(map_err)?;
+        if since < seq && oldest.is_none_or(|o| o > since + 1) {
+            return reset;
+        }
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT kind, id FROM abkit_changes WHERE seq > ?1 AND seq <= ?2 ORDER BY seq, n",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map(params![since, seq], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(map_err)?;
+        let mut records = Vec::new();
+        for row in rows {
+            let (kind, id) = row.map_err(map_err)?;
+            let kind = RecordKind::parse(&kind).ok_or_else(|| {
+                StorageError::Corrupt(format!("change feed names unknown kind {kind:?}"))
+            })?;
+            records.push((kind, id));
+        }
+        Ok(Some(ConfigChanges {
+            position,
+            records: Some(records),
+        }))
+    }
+
     fn get_record(&self, kind: RecordKind, id: &str) -> Result<Option<Record>, StorageError> {
         let conn = self.read();
         let row = conn
@@ -790,6 +877,7 @@ impl Storage for SqliteStorage {
         let mut conn = self.write()?;
         let tx = begin(&mut conn)?;
         let version = put_in(&tx, &w, expected)?;
+        feed_in(&tx, &[(w.kind, w.id)])?;
         tx.commit().map_err(map_err)?;
         Ok(version)
     }
@@ -798,6 +886,7 @@ impl Storage for SqliteStorage {
         let mut conn = self.write()?;
         let tx = begin(&mut conn)?;
         delete_in(&tx, kind, id, expected)?;
+        feed_in(&tx, &[(kind, id)])?;
         tx.commit().map_err(map_err)
     }
 
@@ -817,6 +906,14 @@ impl Storage for SqliteStorage {
                     super::check_version(*kind, id, stored_version(&tx, *kind, id)?, *expected)?
                 }
             });
+        }
+        let changed: Vec<(RecordKind, &str)> = changes
+            .iter()
+            .filter(|c| !matches!(c, RecordChange::Check { .. }))
+            .map(RecordChange::target)
+            .collect();
+        if !changed.is_empty() {
+            feed_in(&tx, &changed)?;
         }
         // Dropping `tx` on an error above rolls everything back.
         tx.commit().map_err(map_err)?;

@@ -25,6 +25,8 @@ pub struct Cluster {
     base: String,
     /// The URL of the maintenance database.
     admin: String,
+    /// Whether the server syncs to disk on commit.
+    durable: bool,
 }
 
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
@@ -94,6 +96,10 @@ impl Cluster {
 
     /// A throwaway cluster of this test's own (a test that stops or restarts the server).
     pub fn own() -> Option<Cluster> {
+        Cluster::own_with(false)
+    }
+
+    fn own_with(durable: bool) -> Option<Cluster> {
         if std::env::var_os("ABKIT_POSTGRES_URL").is_some() {
             // Stopping someone else's server is not the harness's to do.
             return skip_or_fail(
@@ -115,6 +121,7 @@ impl Cluster {
             port: free_port(),
             base: String::new(),
             admin: String::new(),
+            durable,
         };
         if as_postgres {
             let out = Command::new("chown")
@@ -166,6 +173,7 @@ impl Cluster {
             port: 0,
             base: base.to_owned(),
             admin: url.to_owned(),
+            durable: true,
         }
     }
 
@@ -201,9 +209,10 @@ impl Cluster {
     /// connections.
     pub fn pg_start(&self) {
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=200",
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync={} -c max_connections=200",
             self.port,
-            self.socket_dir()
+            self.socket_dir(),
+            if self.durable { "on" } else { "off" }
         );
         let log = format!("{}/server.log", self.socket_dir());
         let out = self.run(
@@ -258,6 +267,12 @@ impl Cluster {
     /// A plain client on `url`, to inspect or disturb what the store does.
     pub fn client(url: &str) -> postgres::Client {
         postgres::Client::connect(url, postgres::NoTls).expect("connect")
+    }
+
+    /// A throwaway cluster that syncs to disk as a production server does (`fsync=on`,
+    /// `synchronous_commit=on`): for benchmarks. Tests use [`Cluster::own`] (`fsync=off`).
+    pub fn durable() -> Option<Cluster> {
+        Cluster::own_with(true)
     }
 
     /// The port this harness's server listens on.

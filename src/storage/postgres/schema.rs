@@ -6,7 +6,9 @@
 //!
 //! * **1** — records (with the unique index on `(kind, unique_key)`), the change feed and its
 //!   counter, unit states (version-3 blobs, as SQLite's), event ids per scope, exact totals,
-//!   sticky assignments.
+//!   sticky assignments. `abkit_units` leaves 30% of each page free (`fillfactor = 70`): an event
+//!   rewrites its unit's values, which no index covers, so the new row version fits the same
+//!   page and no index entry is written (a HOT update).
 
 use postgres::Client;
 
@@ -55,7 +57,7 @@ CREATE TABLE abkit_units (
     metric_values BYTEA NOT NULL,
     event_ids INTEGER NOT NULL,
     UNIQUE (experiment, unit)
-);
+) WITH (fillfactor = 70);
 CREATE TABLE abkit_event_ids (
     unit_id BIGINT NOT NULL,
     scope INTEGER NOT NULL,

@@ -13,6 +13,10 @@
 //!   id may carry a conversion and a revenue value), and `abkit_units` gains `event_ids` (how
 //!   many ids a unit has, bounded by `MAX_EVENT_IDS_PER_UNIT`). Migrating rewrites every blob;
 //!   ids remembered before are kept with scope −1, which matches every scope (as they did).
+//! * **4** — the configuration change feed: `abkit_change_counter` (one row: the feed's
+//!   position) and `abkit_changes` (the records each configuration write changed, by position),
+//!   so other processes on the same file follow writes by polling the counter
+//!   (`fleet::Watcher`). Migrating adds the two tables; nothing else changes.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
@@ -21,7 +25,7 @@ use crate::storage::StorageError;
 use crate::storage::blob;
 
 /// The schema version this build writes.
-pub(super) const CURRENT_VERSION: i64 = 3;
+pub(super) const CURRENT_VERSION: i64 = 4;
 
 /// The tables every version has (version 1's layout).
 pub(super) const V1_TABLES: &str = "
@@ -76,6 +80,9 @@ const TABLES: [&str; 6] = [
     "abkit_totals",
     "abkit_sticky",
 ];
+
+/// The tables version 4 adds.
+const V4_TABLES: [&str; 2] = ["abkit_change_counter", "abkit_changes"];
 
 /// Version 1 to 2: the unique index on the records' unique keys.
 const V2_INDEX: &str = "CREATE UNIQUE INDEX abkit_records_unique_key \
@@ -133,6 +140,13 @@ fn inspect(conn: &Connection) -> Result<Found, StorageError> {
     // than as a failure of some later call.
     if (1..=CURRENT_VERSION).contains(&version)
         && let Some(missing) = TABLES.iter().find(|t| !names.iter().any(|n| n == *t))
+    {
+        return Err(StorageError::Corrupt(format!(
+            "abkit database (schema version {version}) has no table {missing}"
+        )));
+    }
+    if (4..=CURRENT_VERSION).contains(&version)
+        && let Some(missing) = V4_TABLES.iter().find(|t| !names.iter().any(|n| n == *t))
     {
         return Err(StorageError::Corrupt(format!(
             "abkit database (schema version {version}) has no table {missing}"
@@ -197,12 +211,18 @@ pub(super) fn prepare(
                 .map_err(map_err)?;
             migrate_1_to_2(&tx)?;
             migrate_2_to_3(&tx)?;
+            migrate_3_to_4(&tx)?;
         }
         Found::Version(1) => {
             migrate_1_to_2(&tx)?;
             migrate_2_to_3(&tx)?;
+            migrate_3_to_4(&tx)?;
         }
-        Found::Version(2) => migrate_2_to_3(&tx)?,
+        Found::Version(2) => {
+            migrate_2_to_3(&tx)?;
+            migrate_3_to_4(&tx)?;
+        }
+        Found::Version(3) => migrate_3_to_4(&tx)?,
         _ => {}
     }
     tx.commit().map_err(map_err)
@@ -287,6 +307,26 @@ fn migrate_2_to_3(conn: &Connection) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Version 3 to 4: the configuration change feed.
+fn migrate_3_to_4(conn: &Connection) -> Result<(), StorageError> {
+    conn.execute_batch(
+        "CREATE TABLE abkit_change_counter (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             seq INTEGER NOT NULL
+         );
+         INSERT INTO abkit_change_counter (id, seq) VALUES (1, 0);
+         CREATE TABLE abkit_changes (
+             seq INTEGER NOT NULL,
+             n INTEGER NOT NULL,
+             kind TEXT NOT NULL,
+             id TEXT NOT NULL,
+             PRIMARY KEY (seq, n)
+         ) WITHOUT ROWID;
+         UPDATE abkit_schema SET version = 4 WHERE id = 1;",
+    )
+    .map_err(map_err)
+}
+
 /// Every (id, blob) row of `select`.
 fn rows(conn: &Connection, select: &str) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
     let mut stmt = conn.prepare(select).map_err(map_err)?;
@@ -360,10 +400,14 @@ mod tests {
     #[test]
     fn refuses_newer_and_foreign_without_calling_before_write() {
         let mut conn = v1();
-        conn.execute("UPDATE abkit_schema SET version = 4", [])
+        let newer = CURRENT_VERSION + 1;
+        conn.execute("UPDATE abkit_schema SET version = ?1", [newer])
             .unwrap();
         let err = prepare(&mut conn, |_| panic!("must not be called")).unwrap_err();
-        assert!(matches!(err, StorageError::Schema(ref m) if m.contains("version 4")));
+        assert!(
+            matches!(err, StorageError::Schema(ref m) if m.contains(&format!("version {newer}"))),
+            "{err:?}"
+        );
 
         let mut foreign = Connection::open_in_memory().unwrap();
         foreign.execute_batch("CREATE TABLE users (id)").unwrap();
