@@ -103,7 +103,7 @@ impl Watcher {
     ///
     /// # Errors
     ///
-    /// [`crate::Error::Validation`] (field `storage`) when the store keeps no change feed (the
+    /// [`crate::error::Error::Validation`] (field `storage`) when the store keeps no change feed (the
     /// memory store: nothing else writes to it); a storage failure reading the feed.
     pub fn start(lab: &Arc<Lab>, options: WatchOptions) -> Result<Watcher> {
         Watcher::start_with(lab, options, |_| {})
@@ -142,7 +142,7 @@ impl Watcher {
                 .name("abkit-watcher".into())
                 .spawn(move || watch(&weak, &options, &stop, &stats, &on_sync))
                 .map_err(|e| {
-                    crate::Error::Storage(crate::storage::StorageError::Backend(format!(
+                    crate::error::Error::Storage(crate::storage::StorageError::Backend(format!(
                         "cannot start the watcher thread: {e}"
                     )))
                 })?

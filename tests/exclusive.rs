@@ -59,7 +59,7 @@ enum Backend<'c> {
 /// How the second lab of a round finds the first one's store.
 enum Place {
     File(std::path::PathBuf),
-    Shared(Lab),
+    Shared(Box<Lab>),
     #[cfg(feature = "postgres")]
     Url(String),
 }
@@ -80,7 +80,7 @@ fn two_labs(backend: Backend<'_>, name: &str, round: usize) -> (Lab, Place) {
         }
         _ => {
             let store: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
-            (lab_on(Arc::clone(&store)), Place::Shared(lab_on(store)))
+            (lab_on(Arc::clone(&store)), Place::Shared(Box::new(lab_on(store))))
         }
     }
 }
@@ -93,7 +93,7 @@ fn second(place: &mut Place) -> Lab {
         Place::Url(url) => lab_on(Arc::new(PostgresStorage::connect(url).unwrap())),
         Place::Shared(shared) => {
             shared.refresh().unwrap();
-            std::mem::replace(shared, Lab::new())
+            *std::mem::replace(shared, Box::new(Lab::new()))
         }
     }
 }

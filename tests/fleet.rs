@@ -316,6 +316,9 @@ fn two_server_processes(cluster: &Cluster) {
     });
 }
 
+/// A test of this file: a name and a function of the shared cluster.
+type Test = fn(&Cluster);
+
 fn main() {
     if let Ok(url) = std::env::var("ABKIT_FLEET_CHILD") {
         child(&url);
@@ -325,7 +328,7 @@ fn main() {
         println!("test fleet ... skipped (no PostgreSQL server)");
         return;
     };
-    let tests: [(&str, fn(&Cluster)); 3] = [
+    let tests: [(&str, Test); 3] = [
         ("labs_follow_each_other", labs_follow_each_other),
         ("versioned_patches_race", versioned_patches_race),
         ("two_server_processes", two_server_processes),

@@ -410,3 +410,50 @@ fn works_from_inside_a_tokio_runtime() {
         assert_eq!(store.totals("e").unwrap().variant(1).participants, 1);
     });
 }
+
+/// The buffered ingestion handle writes through PostgreSQL like any store: exposures and
+/// valued events in queue order, counted once.
+#[test]
+fn the_ingestor_writes_through_postgres() {
+    use abkit::{Context, IngestOptions, Ingestor, Lab, NewExperiment, TrackEvent};
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let store = PostgresStorage::connect(&cluster.database("ingest")).unwrap();
+    let lab = Arc::new(Lab::builder().storage(Arc::new(store)).build().unwrap());
+    let new: NewExperiment = serde_json::from_value(json!({
+        "name": "ingest", "variants": [{"id": "a"}, {"id": "b"}],
+        "metrics": ["conversion", "watchTime"]
+    }))
+    .unwrap();
+    let id = lab.experiments().create(new).unwrap().id().to_string();
+    lab.experiments().start(&id).unwrap();
+    let ingest = Ingestor::start(Arc::clone(&lab), IngestOptions::default().max_batch(64)).unwrap();
+    let mut expected_sum = 0.0;
+    for i in 0..500 {
+        let unit = format!("u{i}");
+        let ctx = Context::new(&unit);
+        let d = lab.assign(&id, &ctx).unwrap();
+        ingest.try_record(&d.exposure().unwrap()).unwrap();
+        ingest
+            .try_track(TrackEvent::conversion(&id, &unit))
+            .unwrap();
+        ingest
+            .try_track(TrackEvent::conversion(&id, &unit))
+            .unwrap(); // a duplicate
+        let v = f64::from(i % 7);
+        expected_sum += v;
+        ingest
+            .try_track(TrackEvent::value(&id, &unit, "watchTime", v))
+            .unwrap();
+    }
+    let stats = ingest.shutdown().unwrap();
+    assert_eq!(stats.failed, 0, "{stats:?}");
+    let totals = lab.storage().totals(&id).unwrap();
+    let participants: u64 = totals.variants.iter().map(|v| v.participants).sum();
+    assert_eq!(participants, 500);
+    let conversions: f64 = totals.variants.iter().map(|v| v.metrics[0].sum).sum();
+    assert_eq!(conversions, 500.0);
+    let sum: f64 = totals.variants.iter().map(|v| v.metrics[1].sum).sum();
+    assert_eq!(sum, expected_sum);
+}
