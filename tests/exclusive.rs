@@ -80,7 +80,10 @@ fn two_labs(backend: Backend<'_>, name: &str, round: usize) -> (Lab, Place) {
         }
         _ => {
             let store: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
-            (lab_on(Arc::clone(&store)), Place::Shared(Box::new(lab_on(store))))
+            (
+                lab_on(Arc::clone(&store)),
+                Place::Shared(Box::new(lab_on(store))),
+            )
         }
     }
 }

@@ -228,12 +228,45 @@ impl Server {
 
     /// One request (`Connection: close`); the status and the JSON body.
     fn call(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let (status, _, body) = self.request(token, method, path, body, "");
+        (status, body)
+    }
+
+    /// The version a get of `path` answers in its `ETag`.
+    fn etag(&self, path: &str) -> u64 {
+        let (status, head, _) = self.request(ADMIN, "GET", path, None, "");
+        assert_eq!(status, 200, "{head}");
+        head.lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("etag:")
+                    .map(str::to_owned)
+            })
+            .and_then(|v| v.trim().trim_matches('"').parse().ok())
+            .unwrap_or_else(|| panic!("no etag in {head}"))
+    }
+
+    /// A `PATCH` of `path` with `If-Match: "<version>"` (the ETag a get answered).
+    fn call_if_match(&self, version: Option<u64>, path: &str, body: &Value) -> (u16, Value) {
+        let header = version.map_or(String::new(), |v| format!("If-Match: \"{v}\"\r\n"));
+        let (status, _, body) = self.request(ADMIN, "PATCH", path, Some(body), &header);
+        (status, body)
+    }
+
+    fn request(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        extra: &str,
+    ) -> (u16, String, Value) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         let bytes = body.map(|b| b.to_string()).unwrap_or_default();
         write!(
             s,
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-             Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+             Authorization: Bearer {token}\r\nContent-Type: application/json\r\n{extra}\
              Content-Length: {}\r\n\r\n{bytes}",
             bytes.len()
         )
@@ -250,7 +283,11 @@ impl Server {
         } else {
             body.to_owned()
         };
-        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+        (
+            status,
+            head.to_owned(),
+            serde_json::from_str(&body).unwrap_or(Value::Null),
+        )
     }
 }
 
@@ -316,6 +353,76 @@ fn two_server_processes(cluster: &Cluster) {
     });
 }
 
+/// Two server processes start two experiments of one flag at the same moment: exactly one
+/// wins (200), the other is refused (409), whatever process each request reached; and two
+/// `PATCH`es of one draft with the same `If-Match` version: one applies, the other is a conflict.
+fn processes_race_on_exclusive_rules(cluster: &Cluster) {
+    let url = cluster.database("race");
+    let one = Server::spawn(&url);
+    let two = Server::spawn(&url);
+    for round in 0..10 {
+        let (status, flag) = one.call(
+            ADMIN,
+            "POST",
+            "/api/v1/flags",
+            Some(&json!({
+                "project_id": "p", "key": format!("k{round}"), "name": "k",
+                "flag_type": "string", "default_value": "d"
+            })),
+        );
+        assert_eq!(status, 201, "{flag}");
+        let flag_id = flag["data"]["id"].as_str().unwrap().to_owned();
+        let exp = json!({"name": "x", "environment": "production", "variants": [
+            {"key": "a", "value": "1", "percentage": 50}, {"key": "b", "value": "2", "percentage": 50}
+        ]});
+        let path = format!("/api/v1/flags/{flag_id}/experiments");
+        let (_, first) = one.call(ADMIN, "POST", &path, Some(&exp));
+        let (_, second) = one.call(ADMIN, "POST", &path, Some(&exp));
+        let start = |e: &Value| format!("{path}/{}/start", e["data"]["id"].as_str().unwrap());
+        let (p1, p2) = (start(&first), start(&second));
+        let barrier = std::sync::Barrier::new(2);
+        let (r1, r2) = std::thread::scope(|s| {
+            let h1 = s.spawn(|| {
+                barrier.wait();
+                one.call(ADMIN, "POST", &p1, None)
+            });
+            let h2 = s.spawn(|| {
+                barrier.wait();
+                two.call(ADMIN, "POST", &p2, None)
+            });
+            (h1.join().unwrap(), h2.join().unwrap())
+        });
+        let mut statuses = [r1.0, r2.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 409], "round {round}: {r1:?} / {r2:?}");
+    }
+    // Versioned patches of one draft from two processes.
+    let body = json!({"name": "draft", "variants": [
+        {"name": "A", "splitPercentage": 50}, {"name": "B", "splitPercentage": 50}
+    ]});
+    let (_, created) = one.call(ADMIN, "POST", "/api/experiments", Some(&body));
+    let id = created["data"]["id"].as_str().unwrap().to_owned();
+    for round in 0..10 {
+        let path = format!("/api/experiments/{id}");
+        let version = Some(one.etag(&path));
+        let barrier = std::sync::Barrier::new(2);
+        let (r1, r2) = std::thread::scope(|s| {
+            let h1 = s.spawn(|| {
+                barrier.wait();
+                one.call_if_match(version, &path, &json!({"name": format!("one{round}")}))
+            });
+            let h2 = s.spawn(|| {
+                barrier.wait();
+                two.call_if_match(version, &path, &json!({"name": format!("two{round}")}))
+            });
+            (h1.join().unwrap(), h2.join().unwrap())
+        });
+        let mut statuses = [r1.0, r2.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 409], "round {round}: {r1:?} / {r2:?}");
+    }
+}
+
 /// A test of this file: a name and a function of the shared cluster.
 type Test = fn(&Cluster);
 
@@ -328,10 +435,14 @@ fn main() {
         println!("test fleet ... skipped (no PostgreSQL server)");
         return;
     };
-    let tests: [(&str, Test); 3] = [
+    let tests: [(&str, Test); 4] = [
         ("labs_follow_each_other", labs_follow_each_other),
         ("versioned_patches_race", versioned_patches_race),
         ("two_server_processes", two_server_processes),
+        (
+            "processes_race_on_exclusive_rules",
+            processes_race_on_exclusive_rules,
+        ),
     ];
     for (name, test) in tests {
         test(&cluster);
