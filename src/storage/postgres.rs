@@ -46,7 +46,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls, Transaction};
 
 use super::blob;
-use super::state::MAX_VARIANTS;
+use super::sql::{self, FEED_KEEP, from_sql_version, to_sql_version, variant_index};
 use super::{
     ConfigChanges, EventOutcome, ExactMetricTotals, ExactTotals, ExperimentTotals, Record,
     RecordChange, RecordKind, RecordWrite, Storage, StorageError, UnitEvent, UnitState,
@@ -56,9 +56,6 @@ use crate::time::Timestamp;
 
 /// The notification channel configuration writes signal on.
 pub(crate) const CHANNEL: &str = "abkit_changes";
-
-/// How many entries the change feed keeps; an instance further behind reloads everything.
-const FEED_KEEP: i64 = 100_000;
 
 /// Options of a [`PostgresStorage`].
 #[derive(Clone, Debug, PartialEq)]
@@ -473,35 +470,13 @@ fn redact(url: &str) -> String {
 
 // ---- configuration records ----------------------------------------------------------------
 
-fn to_sql_version(v: u64) -> Result<i64, StorageError> {
-    i64::try_from(v)
-        .map_err(|_| StorageError::Backend(format!("version {v} does not fit postgresql")))
-}
-
-fn from_sql_version(kind: RecordKind, id: &str, v: i64) -> Result<u64, StorageError> {
-    u64::try_from(v).ok().filter(|v| *v >= 1).ok_or_else(|| {
-        StorageError::Corrupt(format!("{kind} {id:?} has version {v}, expected >= 1"))
-    })
-}
-
 fn decode_record(row: &postgres::Row) -> Op<Record> {
     let kind: String = row.try_get(0)?;
     let id: String = row.try_get(1)?;
     let version: i64 = row.try_get(2)?;
     let unique_key: Option<String> = row.try_get(3)?;
     let body: String = row.try_get(4)?;
-    let kind = RecordKind::parse(&kind)
-        .ok_or_else(|| StorageError::Corrupt(format!("unknown record kind {kind:?}")))?;
-    let version = from_sql_version(kind, &id, version)?;
-    let body = serde_json::from_str(&body)
-        .map_err(|e| StorageError::Corrupt(format!("{kind} {id:?} body is not valid json: {e}")))?;
-    Ok(Record {
-        kind,
-        id,
-        version,
-        unique_key,
-        body,
-    })
+    Ok(sql::decode_record(&kind, id, version, unique_key, &body)?)
 }
 
 fn stored_version(tx: &mut Transaction<'_>, kind: RecordKind, id: &str) -> Op<Option<u64>> {
@@ -630,17 +605,6 @@ fn lock_key(experiment: &str) -> i64 {
 
 // ---- events ---------------------------------------------------------------------------------
 
-fn variant_index(experiment: &str, v: i32) -> Result<u32, StorageError> {
-    u32::try_from(v)
-        .ok()
-        .filter(|v| *v < MAX_VARIANTS)
-        .ok_or_else(|| {
-            StorageError::Corrupt(format!(
-                "experiment {experiment:?} has stored variant index {v}, expected 0..{MAX_VARIANTS}"
-            ))
-        })
-}
-
 fn unit_from_row(row: &postgres::Row, experiment: &str, unit: &str) -> Op<(i64, UnitState, u32)> {
     let rowid: i64 = row.try_get("id")?;
     let variant: i32 = row.try_get("variant")?;
@@ -649,7 +613,7 @@ fn unit_from_row(row: &postgres::Row, experiment: &str, unit: &str) -> Op<(i64, 
     let values: Vec<u8> = row.try_get("metric_values")?;
     let ids: i32 = row.try_get("event_ids")?;
     let state = UnitState::new(
-        variant_index(experiment, variant)?,
+        variant_index(experiment, i64::from(variant))?,
         Timestamp::from_unix_millis(at),
         excluded,
         blob::decode_values(&values)?,
@@ -957,7 +921,7 @@ fn load_totals(tx: &mut Transaction<'_>, experiment: &str) -> Op<ExperimentTotal
         let variant: i32 = row.try_get(0)?;
         let participants: i64 = row.try_get(1)?;
         let metrics: Vec<u8> = row.try_get(2)?;
-        let v = variant_index(experiment, variant)? as usize;
+        let v = variant_index(experiment, i64::from(variant))? as usize;
         if totals.variants.len() <= v {
             totals.variants.resize_with(v + 1, VariantTotals::default);
         }
@@ -1129,18 +1093,12 @@ impl Storage for PostgresStorage {
                 .query_one("SELECT seq FROM abkit_change_counter WHERE id = 1", &[])?
                 .try_get(0)?;
             let position = u64::try_from(seq).unwrap_or(0);
-            if since > seq {
-                // A position from another database (or one restored from a backup).
-                return Ok(Some(ConfigChanges {
-                    position,
-                    records: None,
-                }));
-            }
             let oldest: Option<i64> = tx
                 .query_one("SELECT min(seq) FROM abkit_changes", &[])?
                 .try_get(0)?;
-            if since < seq && oldest.is_none_or(|o| o > since + 1) {
-                // The feed no longer holds every change since `since`.
+            // A position of another database (or a restored backup), or one the feed no
+            // longer reaches back to: reload everything.
+            if !sql::feed_reaches(since, seq, oldest) {
                 return Ok(Some(ConfigChanges {
                     position,
                     records: None,
@@ -1152,10 +1110,7 @@ impl Storage for PostgresStorage {
                 &[&since, &seq],
             )? {
                 let kind: String = row.try_get(0)?;
-                let kind = RecordKind::parse(&kind).ok_or_else(|| {
-                    StorageError::Corrupt(format!("change feed names unknown kind {kind:?}"))
-                })?;
-                records.push((kind, row.try_get::<_, String>(1)?));
+                records.push((sql::feed_kind(&kind)?, row.try_get::<_, String>(1)?));
             }
             Ok(Some(ConfigChanges {
                 position,

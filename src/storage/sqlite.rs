@@ -24,7 +24,7 @@ use rusqlite::{
 };
 
 use super::blob;
-use super::state::MAX_VARIANTS;
+use super::sql::{self, FEED_KEEP, from_sql_version, to_sql_version, variant_index};
 use super::{
     ConfigChanges, EventOutcome, ExactMetricTotals, ExactTotals, ExperimentTotals, Record,
     RecordChange, RecordKind, RecordWrite, Storage, StorageError, UnitEvent, UnitState,
@@ -396,15 +396,6 @@ fn open_err(path: &Path, e: rusqlite::Error) -> StorageError {
     }
 }
 
-fn to_sql_version(v: u64) -> Result<i64, StorageError> {
-    i64::try_from(v).map_err(|_| StorageError::Backend(format!("version {v} is too large")))
-}
-
-fn from_sql_version(kind: RecordKind, id: &str, v: i64) -> Result<u64, StorageError> {
-    u64::try_from(v)
-        .map_err(|_| StorageError::Corrupt(format!("{kind} {id:?} has version {v}, expected >= 1")))
-}
-
 fn record_from_row(
     r: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<(String, String, i64, Option<String>, String)> {
@@ -414,32 +405,10 @@ fn record_from_row(
 fn decode_record(
     (kind, id, version, unique_key, body): (String, String, i64, Option<String>, String),
 ) -> Result<Record, StorageError> {
-    let kind = RecordKind::parse(&kind)
-        .ok_or_else(|| StorageError::Corrupt(format!("unknown record kind {kind:?}")))?;
-    let version = from_sql_version(kind, &id, version)?;
-    let body = serde_json::from_str(&body)
-        .map_err(|e| StorageError::Corrupt(format!("{kind} {id:?} body is not valid json: {e}")))?;
-    Ok(Record {
-        kind,
-        id,
-        version,
-        unique_key,
-        body,
-    })
+    sql::decode_record(&kind, id, version, unique_key, &body)
 }
 
 // ---- compact encodings of per-unit values and per-variant totals -------------------------
-
-fn variant_index(experiment: &str, v: i64) -> Result<u32, StorageError> {
-    u32::try_from(v)
-        .ok()
-        .filter(|v| *v < MAX_VARIANTS)
-        .ok_or_else(|| {
-            StorageError::Corrupt(format!(
-                "experiment {experiment:?} has stored variant index {v}, expected 0..{MAX_VARIANTS}"
-            ))
-        })
-}
 
 type UnitRow = (i64, i64, i64, bool, Vec<u8>, i64);
 
@@ -649,9 +618,6 @@ fn put_in(
     Ok(version)
 }
 
-/// How many entries the change feed keeps; a reader further behind reloads everything.
-const FEED_KEEP: i64 = 100_000;
-
 /// Advances the change feed inside the open write transaction `tx` (writes are serialised by
 /// SQLite's write lock, so positions are commit-ordered) and records what changed.
 fn feed_in(tx: &Transaction<'_>, changed: &[(RecordKind, &str)]) -> Result<(), StorageError> {
@@ -807,18 +773,14 @@ impl Storage for SqliteStorage {
         let tx = conn.transaction().map_err(map_err)?;
         let seq = feed_position(&tx)?;
         let position = u64::try_from(seq).unwrap_or(0);
-        let reset = Ok(Some(ConfigChanges {
-            position,
-            records: None,
-        }));
-        if since > seq {
-            return reset;
-        }
         let oldest: Option<i64> = tx
             .query_row("SELECT min(seq) FROM abkit_changes", [], |r| r.get(0))
             .map_err(map_err)?;
-        if since < seq && oldest.is_none_or(|o| o > since + 1) {
-            return reset;
+        if !sql::feed_reaches(since, seq, oldest) {
+            return Ok(Some(ConfigChanges {
+                position,
+                records: None,
+            }));
         }
         let mut stmt = tx
             .prepare_cached(
@@ -833,10 +795,7 @@ impl Storage for SqliteStorage {
         let mut records = Vec::new();
         for row in rows {
             let (kind, id) = row.map_err(map_err)?;
-            let kind = RecordKind::parse(&kind).ok_or_else(|| {
-                StorageError::Corrupt(format!("change feed names unknown kind {kind:?}"))
-            })?;
-            records.push((kind, id));
+            records.push((sql::feed_kind(&kind)?, id));
         }
         Ok(Some(ConfigChanges {
             position,
