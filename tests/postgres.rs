@@ -8,20 +8,19 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+#[path = "support/differential.rs"]
+mod differential;
 #[path = "support/postgres.rs"]
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use abkit::Timestamp;
 use abkit::storage::{
-    Aggregation, EventOutcome, MemoryStorage, MetricSlot, PostgresOptions, PostgresStorage,
-    RecordKind, RecordWrite, Storage, StorageError, UnitEvent, UnitEventKind,
+    Aggregation, EventOutcome, MetricSlot, PostgresOptions, PostgresStorage, RecordKind,
+    RecordWrite, Storage, StorageError, UnitEvent, UnitEventKind,
 };
-use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::json;
 use support::Cluster;
 
@@ -101,85 +100,7 @@ fn prop_matches_memory_storage() {
         return;
     };
     let pg = PostgresStorage::connect(&cluster.database("differential")).unwrap();
-    const UNITS: [&str; 4] = ["u0", "u1", "u2", "u3"];
-    const IDS: [&str; 3] = ["a", "b", "c"];
-    let slot = |i: u32| MetricSlot {
-        index: i,
-        aggregation: if i == 0 {
-            Aggregation::Once
-        } else {
-            Aggregation::Sum
-        },
-        cap: if i == 2 { Some(5.0) } else { None },
-        window_millis: if i == 1 { Some(50) } else { None },
-    };
-    let kind = prop_oneof![
-        (0u32..3, any::<bool>())
-            .prop_map(|(variant, excluded)| UnitEventKind::Exposure { variant, excluded }),
-        (0u32..3, 0u8..8, 0u8..3).prop_map(move |(i, v, d)| UnitEventKind::Metric {
-            slot: slot(i),
-            value: f64::from(v),
-            denominator: f64::from(d),
-        }),
-        (0u32..3, 0u8..8).prop_map(move |(i, v)| UnitEventKind::Covariate {
-            slot: slot(i),
-            value: f64::from(v),
-        }),
-    ];
-    let event = (
-        0usize..2,
-        0usize..4,
-        proptest::option::of(0usize..3),
-        0i64..100,
-        kind,
-    );
-    let batches = proptest::collection::vec(
-        (
-            proptest::collection::vec(event, 1..8),
-            proptest::option::weighted(0.1, 0usize..2),
-        ),
-        1..10,
-    );
-    // Every case on fresh experiment ids of one database (a database per case would be slow).
-    let case = AtomicUsize::new(0);
-    let mut runner = TestRunner::new_with_rng(
-        Config::with_cases(64),
-        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
-    );
-    runner
-        .run(&batches, |batches| {
-            let n = case.fetch_add(1, Ordering::Relaxed);
-            let exps = [format!("c{n}-e0"), format!("c{n}-e1")];
-            let mem = MemoryStorage::new();
-            for (batch, purge) in &batches {
-                let events: Vec<UnitEvent<'_>> = batch
-                    .iter()
-                    .map(|(x, u, id, at, kind)| UnitEvent {
-                        experiment: &exps[*x],
-                        unit: UNITS[*u],
-                        event_id: id.map(|i| IDS[i]),
-                        at: Timestamp::from_unix_millis(*at),
-                        kind: *kind,
-                    })
-                    .collect();
-                prop_assert_eq!(
-                    pg.apply_events(&events).unwrap(),
-                    mem.apply_events(&events).unwrap()
-                );
-                if let Some(x) = purge {
-                    pg.purge_events(&exps[*x]).unwrap();
-                    mem.purge_events(&exps[*x]).unwrap();
-                }
-            }
-            for x in &exps {
-                prop_assert_eq!(pg.totals(x).unwrap(), mem.totals(x).unwrap());
-                for u in UNITS {
-                    prop_assert_eq!(pg.unit_state(x, u).unwrap(), mem.unit_state(x, u).unwrap());
-                }
-            }
-            Ok(())
-        })
-        .unwrap();
+    differential::matches_memory(&pg, 64);
 }
 
 #[test]

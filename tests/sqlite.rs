@@ -8,6 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure
 #![cfg(feature = "sqlite")]
 
+#[path = "support/differential.rs"]
+mod differential;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -873,4 +876,10 @@ fn a_watcher_follows_another_connection_through_the_change_feed() {
     assert!(stats.syncs >= 1 && stats.errors == 0, "{stats:?}");
     drop((a, b));
     remove_db(&path);
+}
+
+/// Same events, same answers: SQLite against the reference in-memory store.
+#[test]
+fn prop_matches_memory_storage() {
+    differential::matches_memory(&SqliteStorage::open_in_memory().unwrap(), 256);
 }

@@ -954,8 +954,6 @@ impl Storage for SqliteStorage {
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
     use super::*;
 
@@ -1218,95 +1216,5 @@ mod tests {
         );
         assert_eq!(count(&s), i64::from(MAX_EVENT_IDS_PER_UNIT));
         assert_eq!(s.totals("e").unwrap().variant(0).metrics[0].sum, 6.0);
-    }
-
-    /// Same events, same answers: SQLite against the reference in-memory store.
-    #[test]
-    fn prop_matches_memory_storage() {
-        use crate::storage::{Aggregation, MemoryStorage, MetricSlot, UnitEventKind};
-        const UNITS: [&str; 4] = ["u0", "u1", "u2", "u3"];
-        const EXPS: [&str; 2] = ["e0", "e1"];
-        const IDS: [&str; 3] = ["a", "b", "c"];
-        let slot = |i: u32| MetricSlot {
-            index: i,
-            aggregation: if i == 0 {
-                Aggregation::Once
-            } else {
-                Aggregation::Sum
-            },
-            cap: if i == 2 { Some(5.0) } else { None },
-            window_millis: if i == 1 { Some(50) } else { None },
-        };
-        let kind = prop_oneof![
-            (0u32..3, any::<bool>())
-                .prop_map(|(variant, excluded)| UnitEventKind::Exposure { variant, excluded }),
-            (0u32..3, 0u8..8, 0u8..3).prop_map(move |(i, v, d)| UnitEventKind::Metric {
-                slot: slot(i),
-                value: f64::from(v),
-                denominator: f64::from(d),
-            }),
-            (0u32..3, 0u8..8).prop_map(move |(i, v)| UnitEventKind::Covariate {
-                slot: slot(i),
-                value: f64::from(v),
-            }),
-        ];
-        // (experiment, unit, event id, time, kind, purge after this event's batch)
-        let event = (
-            0usize..2,
-            0usize..4,
-            proptest::option::of(0usize..3),
-            0i64..100,
-            kind,
-        );
-        let batches = proptest::collection::vec(
-            (
-                proptest::collection::vec(event, 1..8),
-                proptest::option::weighted(0.1, 0usize..2),
-            ),
-            1..12,
-        );
-        runner()
-            .run(&batches, |batches| {
-                let sql = SqliteStorage::open_in_memory().unwrap();
-                let mem = MemoryStorage::new();
-                for (batch, purge) in &batches {
-                    let events: Vec<UnitEvent<'_>> = batch
-                        .iter()
-                        .map(|(x, u, id, at, kind)| UnitEvent {
-                            experiment: EXPS[*x],
-                            unit: UNITS[*u],
-                            event_id: id.map(|i| IDS[i]),
-                            at: Timestamp::from_unix_millis(*at),
-                            kind: *kind,
-                        })
-                        .collect();
-                    prop_assert_eq!(
-                        sql.apply_events(&events).unwrap(),
-                        mem.apply_events(&events).unwrap()
-                    );
-                    if let Some(x) = purge {
-                        sql.purge_events(EXPS[*x]).unwrap();
-                        mem.purge_events(EXPS[*x]).unwrap();
-                    }
-                }
-                for x in EXPS {
-                    prop_assert_eq!(sql.totals(x).unwrap(), mem.totals(x).unwrap());
-                    for u in UNITS {
-                        prop_assert_eq!(
-                            sql.unit_state(x, u).unwrap(),
-                            mem.unit_state(x, u).unwrap()
-                        );
-                    }
-                }
-                Ok(())
-            })
-            .unwrap();
-    }
-
-    fn runner() -> TestRunner {
-        TestRunner::new_with_rng(
-            Config::with_cases(256),
-            TestRng::deterministic_rng(RngAlgorithm::ChaCha),
-        )
     }
 }
