@@ -274,25 +274,31 @@ fn a_connection_cut_mid_transaction() {
             ])
         })
     };
-    // Find the blocked backend and cut it.
+    // Find the blocked backend and cut it (again, should the store ever retry on a fresh
+    // connection, which it must not: the test would then fail, not hang).
     let mut killer = Cluster::client(&url);
-    let mut cut = false;
-    for _ in 0..200 {
+    let mut cuts = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !blocked.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cut batch never returned"
+        );
         let n: i64 = killer
             .query_one(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
                  WHERE application_name = 'abkit' AND wait_event_type = 'Lock'",
                 &[],
             )
             .unwrap()
             .get(0);
-        if n > 0 {
-            cut = true;
-            break;
-        }
+        cuts += n;
         std::thread::sleep(Duration::from_millis(25));
     }
-    assert!(cut, "the batch never blocked on the held row");
+    assert_eq!(
+        cuts, 1,
+        "one cut fails the call: the store does not retry a begun transaction"
+    );
     let err = blocked.join().unwrap().unwrap_err();
     assert!(matches!(err, StorageError::Backend(_)), "{err:?}");
     tx.rollback().unwrap();

@@ -397,12 +397,14 @@ impl PostgresStorage {
             let mut stale_connections = 0usize;
             loop {
                 let mut pooled = self.acquire()?;
+                // Whether `BEGIN` went through: after that, a lost connection may have lost a
+                // transaction the server rolled back, or one it committed (a lost `COMMIT`
+                // answer), so it is reported, never retried here.
+                let mut began = false;
                 let result = (|| -> Op<T> {
                     let client = pooled.client()?;
-                    let mut tx = match client.transaction() {
-                        Ok(tx) => tx,
-                        Err(e) => return Err(Fail::Pg(e)),
-                    };
+                    let mut tx = client.transaction()?;
+                    began = true;
                     let v = f(&mut tx)?;
                     tx.commit()?;
                     Ok(v)
@@ -421,8 +423,8 @@ impl PostgresStorage {
                         pooled.discard();
                         // A connection the server closed while it sat in the pool (a restart)
                         // fails at `BEGIN`, before anything was sent: try a fresh one, once per
-                        // pooled connection. Any other loss is reported: the server rolled back.
-                        if began_nothing(&e) && stale_connections < self.options.pool_size {
+                        // pooled connection.
+                        if !began && stale_connections < self.options.pool_size {
                             stale_connections += 1;
                             continue;
                         }
@@ -441,12 +443,6 @@ impl PostgresStorage {
     ) -> Result<T, StorageError> {
         self.transact(f)
     }
-}
-
-/// Whether a failed `BEGIN` could have sent nothing the server acted on. rust-postgres reports
-/// a dead socket at the first statement as closed; a `BEGIN` never changes data either way.
-fn began_nothing(e: &postgres::Error) -> bool {
-    e.as_db_error().is_none()
 }
 
 /// `url` with its password (if any) replaced by `***`.
