@@ -196,22 +196,7 @@ fn apply_events_group(c: &mut Criterion, name: &str, store: &dyn Storage) {
             let batch: Vec<UnitEvent<'_>> = units[start..start + BATCH]
                 .iter()
                 .zip(&pass_ids)
-                .map(|(u, id)| UnitEvent {
-                    experiment: "exp_bench",
-                    unit: u,
-                    event_id: Some(id),
-                    at: at(1),
-                    kind: UnitEventKind::Metric {
-                        slot: MetricSlot {
-                            index: 0,
-                            aggregation: Aggregation::Sum,
-                            cap: None,
-                            window_millis: None,
-                        },
-                        value: 2.5,
-                        denominator: 0.0,
-                    },
-                })
+                .map(|(u, id)| value_event("exp_bench", u, Some(id)))
                 .collect();
             black_box(store.apply_events(&batch).expect("apply"))
         });

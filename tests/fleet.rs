@@ -14,6 +14,8 @@
     clippy::print_stdout
 )]
 
+#[path = "support/chunked.rs"]
+mod chunked;
 #[path = "support/postgres.rs"]
 mod support;
 
@@ -279,7 +281,7 @@ impl Server {
             .to_ascii_lowercase()
             .contains("transfer-encoding: chunked")
         {
-            dechunk(body)
+            chunked::dechunk(body)
         } else {
             body.to_owned()
         };
@@ -289,20 +291,6 @@ impl Server {
             serde_json::from_str(&body).unwrap_or(Value::Null),
         )
     }
-}
-
-fn dechunk(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 impl Drop for Server {

@@ -6,6 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failure
 
+#[path = "support/chunked.rs"]
+mod chunked;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -122,7 +125,7 @@ impl Reply {
             .iter()
             .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
         let payload = if chunked {
-            dechunk(rest)
+            chunked::dechunk(rest)
         } else {
             rest.to_owned()
         };
@@ -153,20 +156,6 @@ impl Reply {
     fn error_code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
-}
-
-fn dechunk(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = &tail[n + 2..];
-    }
-    out
 }
 
 fn lab() -> Arc<Lab> {

@@ -55,7 +55,7 @@ use super::{
 use crate::time::Timestamp;
 
 /// The notification channel configuration writes signal on.
-pub(crate) const CHANNEL: &str = "abkit_changes";
+const CHANNEL: &str = "abkit_changes";
 
 /// Options of a [`PostgresStorage`].
 #[derive(Clone, Debug, PartialEq)]
@@ -392,6 +392,23 @@ impl PostgresStorage {
         &self,
         f: impl Fn(&mut Transaction<'_>) -> Op<T> + Send + Sync,
     ) -> Result<T, StorageError> {
+        self.run(false, f)
+    }
+
+    /// Runs a read in one read-only `REPEATABLE READ` transaction, so all its queries see one
+    /// snapshot (the change feed's position, its oldest entry and its entries agree).
+    fn read<T: Send>(
+        &self,
+        f: impl Fn(&mut Transaction<'_>) -> Op<T> + Send + Sync,
+    ) -> Result<T, StorageError> {
+        self.run(true, f)
+    }
+
+    fn run<T: Send>(
+        &self,
+        snapshot_read: bool,
+        f: impl Fn(&mut Transaction<'_>) -> Op<T> + Send + Sync,
+    ) -> Result<T, StorageError> {
         off_runtime(|| {
             let mut attempt = 0u32;
             let mut stale_connections = 0usize;
@@ -403,7 +420,15 @@ impl PostgresStorage {
                 let mut began = false;
                 let result = (|| -> Op<T> {
                     let client = pooled.client()?;
-                    let mut tx = client.transaction()?;
+                    let mut tx = if snapshot_read {
+                        client
+                            .build_transaction()
+                            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                            .read_only(true)
+                            .start()?
+                    } else {
+                        client.transaction()?
+                    };
                     began = true;
                     let v = f(&mut tx)?;
                     tx.commit()?;
@@ -434,14 +459,6 @@ impl PostgresStorage {
                 }
             }
         })
-    }
-
-    /// Runs a read in one transaction (so its queries see one snapshot).
-    fn read<T: Send>(
-        &self,
-        f: impl Fn(&mut Transaction<'_>) -> Op<T> + Send + Sync,
-    ) -> Result<T, StorageError> {
-        self.transact(f)
     }
 }
 
