@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::control::experiments::Experiments;
 use crate::control::flags::Flags;
 use crate::control::targeting::Targeting;
+use crate::control::schedule::TickReport;
 use crate::control::{Control, SyncReport};
 use crate::decision::context::Context;
 use crate::decision::experiment::{CompiledExperiment, Exposure};
@@ -208,6 +209,46 @@ impl Lab {
     /// next sync resumes from the same position.
     pub fn sync(&self) -> Result<SyncReport> {
         self.control.sync()
+    }
+
+    /// Applies what time has made due, as of `now` (the host's clock, passed in: a tick reads
+    /// none): drafts whose `startAt` has come are started, running experiments whose `stopAt`
+    /// has come are stopped, flag rules whose `activeFrom` / `activeUntil` was crossed are
+    /// recompiled, and bandits whose update period has passed get new weights (Thompson
+    /// sampling on their primary metric, seeded by experiment id and weight version).
+    ///
+    /// Safe to call from every instance on a shared store: each transition is a versioned
+    /// write, so exactly one instance makes it and the others report it in
+    /// [`TickReport::lost`]. A late tick catches up on everything due by `now`. When nothing
+    /// is due it reads no storage (see BENCHMARKS.md).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use abkit::{Lab, NewExperiment, NewVariant, Status, Timestamp};
+    ///
+    /// let lab = Lab::new();
+    /// let at: Timestamp = "2030-01-01T00:00:00Z".parse()?;
+    /// let exp = lab.experiments().create(NewExperiment {
+    ///     name: "Scheduled".into(),
+    ///     variants: vec![NewVariant::named("a", "A"), NewVariant::named("b", "B")],
+    ///     start_at: Some(at),
+    ///     ..NewExperiment::default()
+    /// })?;
+    /// let id = exp.id().as_str();
+    /// assert!(lab.tick(at.add_millis(-1))?.started.is_empty());
+    /// assert_eq!(lab.tick(at)?.started, vec![id.to_owned()]);
+    /// assert_eq!(lab.experiments().get(id)?.status(), Status::Running);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A storage failure reading or recompiling what changed. A transition that fails on its
+    /// own (a storage error, a start whose audience is missing) does not stop the others: it is
+    /// listed in [`TickReport::failed`] and retried by the next tick.
+    pub fn tick(&self, now: Timestamp) -> Result<TickReport> {
+        crate::control::schedule::tick(&self.control, now)
     }
 
     // ----- the planes -----

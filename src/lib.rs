@@ -77,6 +77,7 @@ pub use crate::control::codec::Versioned;
 pub use crate::control::experiments::{Experiments, StopRequest};
 pub use crate::control::flags::Flags;
 pub use crate::control::targeting::Targeting;
+pub use crate::control::schedule::TickReport;
 pub use crate::control::{ListQuery, Page, SyncReport};
 pub use crate::decision::context::{Context, KEY_ATTRIBUTES};
 pub use crate::decision::experiment::{Assignment, CompiledExperiment, Exposure, Reason};
@@ -87,6 +88,7 @@ pub use crate::events::{
     Events, ExposureHook, IngestError, IngestOptions, IngestStats, Ingestor, TrackEvent,
 };
 pub use crate::lab::{Lab, LabBuilder};
+pub use crate::model::bandit::{ArmBaseline, Bandit, BanditPeriod, BanditSettings};
 pub use crate::model::config::{Audience, Holdout, Layer, SavedGroup};
 pub use crate::model::experiment::{
     Experiment, ExperimentPatch, ExperimentType, LayerPlacement, NewExperiment,
@@ -103,7 +105,7 @@ pub use crate::model::metric::{
 };
 pub use crate::model::variant::{NewVariant, Variant};
 pub use crate::reports::{
-    AnalysisOptions, AnalysisVariant, ComputedResults, ComputedVariant, Duration,
+    AnalysisOptions, AnalysisVariant, BanditArm, ComputedResults, ComputedVariant, Duration,
     ExperimentAnalysis, ExperimentWithCounts, RawMetric, RawResults, RawVariantResults, Reports,
 };
 pub use crate::targeting::{Condition, ConditionError, SavedGroups};

@@ -32,6 +32,7 @@ const RULES: &[(&str, &[&str])] = &[
             "allocation",
             "targeting",
             "time",
+            "stats",
         ],
     ),
     ("events", &["model", "decision", "storage", "error", "time"]),

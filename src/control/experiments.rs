@@ -293,7 +293,7 @@ impl<'l> Experiments<'l> {
         op: Operation,
         f: impl FnOnce(&mut Writer<'_>, &mut Experiment, Timestamp) -> Result<()>,
     ) -> Result<Versioned<Experiment>> {
-        self.transition_with(id, expected, op, false, f)
+        self.transition_with(id, expected, op, false, None, f)
     }
 
     /// A transition that writes the experiment's claims with it (a start).
@@ -303,15 +303,17 @@ impl<'l> Experiments<'l> {
         op: Operation,
         f: impl FnOnce(&mut Writer<'_>, &mut Experiment, Timestamp) -> Result<()>,
     ) -> Result<Versioned<Experiment>> {
-        self.transition_with(id, None, op, true, f)
+        self.transition_with(id, None, op, true, None, f)
     }
 
-    fn transition_with(
+    /// `at`: the instant the change is stamped with (`None`: the lab's clock).
+    pub(crate) fn transition_with(
         &self,
         id: &str,
         expected: Option<u64>,
         op: Operation,
         claim: bool,
+        at: Option<Timestamp>,
         f: impl FnOnce(&mut Writer<'_>, &mut Experiment, Timestamp) -> Result<()>,
     ) -> Result<Versioned<Experiment>> {
         let mut w = self.control.writer();
@@ -334,7 +336,7 @@ impl<'l> Experiments<'l> {
             operation: op,
             status: e.status(),
         })?;
-        let now = self.control.now();
+        let now = at.unwrap_or_else(|| self.control.now());
         f(&mut w, &mut e, now)?;
         let d = e.data_mut();
         d.status = next;
@@ -359,7 +361,7 @@ fn check_flag(w: &Writer<'_>, flag_id: &str, e: &Experiment) -> Result<()> {
 /// What must hold for `e` to start. Reads the writer's configuration (no storage scan); a
 /// concurrent start in another process is caught in storage by the start's claims (see
 /// [`Experiments::start`]), which then re-runs this against the refreshed configuration.
-fn check_startable(w: &Writer<'_>, e: &Experiment) -> Result<()> {
+pub(crate) fn check_startable(w: &Writer<'_>, e: &Experiment) -> Result<()> {
     let config = w.config();
     if let Some(aud) = e.audience_id() {
         let a: Versioned<Audience> = w.control().require(aud.as_str())?;

@@ -15,6 +15,7 @@
 pub(crate) mod codec;
 pub(crate) mod experiments;
 pub(crate) mod flags;
+pub(crate) mod schedule;
 pub(crate) mod targeting;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -253,6 +254,8 @@ impl Control {
         for r in self.storage.list_records(RecordKind::Claim)? {
             config.claims.insert(r.id, r.version);
         }
+        // Flag rules' windows: at the last tick's instant, or now when nothing ticked yet.
+        config.as_of = w.config.as_of.or_else(|| Some(self.now()));
         let snapshot = Snapshot::compile(&config)?;
         *w.config = config;
         self.snapshot.store(snapshot);

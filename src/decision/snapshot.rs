@@ -253,7 +253,7 @@ impl Snapshot {
         for f in config.flags.values() {
             let running = by_flag.remove(f.id.as_str()).unwrap_or_default();
             s.flags
-                .put(CompiledFlag::new(f.clone(), &config.groups, running));
+                .put(CompiledFlag::new(f.active_at(config.as_of), &config.groups, running));
         }
         Ok(s)
     }
@@ -334,7 +334,7 @@ impl Snapshot {
                         .filter_map(|e| next.experiment(e.id().as_str()).cloned())
                         .collect();
                     next.flags
-                        .put(CompiledFlag::new(f.clone(), &config.groups, running));
+                        .put(CompiledFlag::new(f.active_at(config.as_of), &config.groups, running));
                 }
                 None => next.flags.remove(&id),
             }

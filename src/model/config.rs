@@ -10,6 +10,7 @@ use crate::model::experiment::Experiment;
 use crate::model::flag::Flag;
 use crate::model::ids::{AudienceId, LayerId, SavedGroupId};
 use crate::targeting::{Condition, SavedGroups};
+use crate::time::Timestamp;
 
 /// A named, reusable targeting condition that experiments reference by `audienceId`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -94,6 +95,9 @@ pub(crate) struct Configuration {
     /// Claim id (`flag:{id}`, `layer:{id}`) → the version of its claim record as this process
     /// last wrote or loaded it (see `RecordKind::Claim`).
     pub(crate) claims: BTreeMap<String, u64>,
+    /// The instant flag rules' active windows are compiled at: set by the control plane when it
+    /// loads and by every `Lab::tick` (never read from a clock while deciding).
+    pub(crate) as_of: Option<Timestamp>,
 }
 
 impl Configuration {

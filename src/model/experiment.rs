@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::allocation::{BucketRange, Traffic, Weights};
+use crate::model::bandit::{Bandit, BanditSettings};
 use crate::model::ids::{AudienceId, ExperimentId, FlagId, LayerId, ProjectId, VariantKey};
 use crate::model::lifecycle::Status;
 use crate::model::limits::{MAX_DESCRIPTION_LEN, MAX_METRIC_SLOTS};
@@ -32,6 +33,9 @@ pub enum ExperimentType {
     Config,
     /// A feature experiment, such as one attached to a flag.
     Feature,
+    /// A multi-armed bandit: `Lab::tick` moves traffic to the best arm by Thompson sampling on
+    /// the primary metric (sticky bucketing is always on, so units keep their arm).
+    Bandit,
 }
 
 impl fmt::Display for ExperimentType {
@@ -42,6 +46,7 @@ impl fmt::Display for ExperimentType {
             ExperimentType::Ranking => "ranking",
             ExperimentType::Config => "config",
             ExperimentType::Feature => "feature",
+            ExperimentType::Bandit => "bandit",
         };
         f.write_str(s)
     }
@@ -129,6 +134,15 @@ pub struct NewExperiment {
     /// Units forced into variants (QA, staff): unit id → variant id. Left out of results.
     #[serde(default)]
     pub overrides: BTreeMap<String, String>,
+    /// When `Lab::tick` starts it (a draft whose time has come).
+    #[serde(default, alias = "start_at")]
+    pub start_at: Option<Timestamp>,
+    /// When `Lab::tick` stops it (a running experiment whose time has come).
+    #[serde(default, alias = "stop_at")]
+    pub stop_at: Option<Timestamp>,
+    /// Bandit settings (type `bandit`; defaults when left out).
+    #[serde(default)]
+    pub bandit: Option<BanditSettings>,
 }
 
 /// A partial update: only the fields given change. Allowed in draft only.
@@ -174,6 +188,15 @@ pub struct ExperimentPatch {
     /// New overrides (replace all).
     #[serde(default)]
     pub overrides: Option<BTreeMap<String, String>>,
+    /// New scheduled start.
+    #[serde(default, alias = "start_at")]
+    pub start_at: Option<Timestamp>,
+    /// New scheduled stop.
+    #[serde(default, alias = "stop_at")]
+    pub stop_at: Option<Timestamp>,
+    /// New bandit settings (type `bandit`).
+    #[serde(default)]
+    pub bandit: Option<BanditSettings>,
 }
 
 /// An experiment: validated, as stored and served.
@@ -229,6 +252,12 @@ pub(crate) struct ExperimentData {
     pub(crate) winner: Option<VariantKey>,
     #[serde(default)]
     pub(crate) stop_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) start_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) stop_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) bandit: Option<Bandit>,
 }
 
 // `Variant` deserializes through the request form, so stored experiments accept every alias.
@@ -333,15 +362,17 @@ impl Experiment {
         catalogue: &MetricCatalogue,
     ) -> Result<Experiment, ValidationError> {
         let (variants, _) = resolve_variants(&new.variants)?;
+        let kind = new.kind.unwrap_or(if new.flag_id.is_some() {
+            ExperimentType::Feature
+        } else {
+            ExperimentType::AbTest
+        });
+        let bandit = bandit_for(kind, new.bandit.as_ref(), None)?;
         let data = ExperimentData {
             id,
             name: new.name,
             description: new.description,
-            kind: new.kind.unwrap_or(if new.flag_id.is_some() {
-                ExperimentType::Feature
-            } else {
-                ExperimentType::AbTest
-            }),
+            kind,
             status: Status::Draft,
             project_id: optional_id("projectId", new.project_id.as_deref(), |s| {
                 ProjectId::new(s)
@@ -367,13 +398,16 @@ impl Experiment {
             environment: new.environment,
             layer: new.layer,
             hash_attribute: new.hash_attribute,
-            sticky: new.sticky.unwrap_or(false),
+            sticky: new.sticky.unwrap_or(false) || kind == ExperimentType::Bandit,
             started_at: None,
             ended_at: None,
             created_at: now,
             updated_at: now,
             winner: None,
             stop_reason: None,
+            start_at: new.start_at,
+            stop_at: new.stop_at,
+            bandit,
         };
         Experiment::from_data(data)
     }
@@ -435,6 +469,16 @@ impl Experiment {
                 .collect(),
         };
         d.overrides = resolve_overrides(&overrides, &d.variants)?;
+        if let Some(t) = patch.start_at {
+            d.start_at = Some(t);
+        }
+        if let Some(t) = patch.stop_at {
+            d.stop_at = Some(t);
+        }
+        d.bandit = bandit_for(d.kind, patch.bandit.as_ref(), d.bandit.take())?;
+        if d.kind == ExperimentType::Bandit {
+            d.sticky = true;
+        }
         d.updated_at = now;
         Experiment::from_data(d)
     }
@@ -496,6 +540,35 @@ impl Experiment {
             && h.is_empty()
         {
             return Err(ValidationError::field("hashAttribute", "\"\" is empty"));
+        }
+        if let (Some(start), Some(stop)) = (d.start_at, d.stop_at)
+            && stop <= start
+        {
+            return Err(ValidationError::field(
+                "stopAt",
+                format!("{stop} is not after startAt {start}"),
+            ));
+        }
+        match (&d.bandit, d.kind) {
+            (Some(b), ExperimentType::Bandit) => {
+                b.validate(d.variants.len())?;
+                if !d.sticky {
+                    return Err(ValidationError::field(
+                        "sticky",
+                        "false for a bandit; its units must keep their arm",
+                    ));
+                }
+            }
+            (None, ExperimentType::Bandit) => {
+                return Err(ValidationError::field("bandit", "missing for a bandit"));
+            }
+            (Some(_), kind) => {
+                return Err(ValidationError::field(
+                    "bandit",
+                    format!("given for a {kind} experiment; only type bandit has one"),
+                ));
+            }
+            (None, _) => {}
         }
         Ok(Experiment(d))
     }
@@ -618,4 +691,48 @@ impl Experiment {
     pub fn stop_reason(&self) -> Option<&str> {
         self.0.stop_reason.as_deref()
     }
+    /// When `Lab::tick` starts it, if scheduled.
+    pub fn start_at(&self) -> Option<Timestamp> {
+        self.0.start_at
+    }
+    /// When `Lab::tick` stops it, if scheduled.
+    pub fn stop_at(&self) -> Option<Timestamp> {
+        self.0.stop_at
+    }
+    /// A bandit's settings and weight history (type `bandit` only).
+    pub fn bandit(&self) -> Option<&Bandit> {
+        self.0.bandit.as_ref()
+    }
+}
+
+/// The bandit state of an experiment of type `kind`: `current` with `settings` applied, or a
+/// new one; `None` for any other type (settings given for one are refused).
+fn bandit_for(
+    kind: ExperimentType,
+    settings: Option<&BanditSettings>,
+    current: Option<Bandit>,
+) -> Result<Option<Bandit>, ValidationError> {
+    if kind != ExperimentType::Bandit {
+        if settings.is_some() {
+            return Err(ValidationError::field(
+                "bandit",
+                format!("given for a {kind} experiment; only type bandit has one"),
+            ));
+        }
+        return Ok(None);
+    }
+    let defaults = BanditSettings::default();
+    let s = settings.unwrap_or(&defaults);
+    Ok(Some(match current {
+        None => Bandit::from_settings(s),
+        Some(mut b) => {
+            if let Some(x) = s.min_exploration_share {
+                b.min_exploration_share = x;
+            }
+            if let Some(x) = s.update_period_seconds {
+                b.update_period_seconds = x;
+            }
+            b
+        }
+    }))
 }

@@ -63,6 +63,37 @@ pub struct FlagRule {
     /// A percentage rollout (0 to 100): only this share of matching units get the value.
     #[serde(default)]
     pub percentage: Option<f64>,
+    /// Served from this instant on (`Lab::tick` applies it; before: skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_from: Option<Timestamp>,
+    /// Served until this instant (`Lab::tick` applies it; from then on: skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_until: Option<Timestamp>,
+}
+
+impl FlagRule {
+    /// Whether the rule is served at `now` (its active window holds it). `None`: no time is
+    /// known yet, so only a rule without a window is served.
+    pub fn is_active_at(&self, now: Option<Timestamp>) -> bool {
+        match now {
+            Some(t) => {
+                self.active_from.is_none_or(|f| f <= t) && self.active_until.is_none_or(|u| t < u)
+            }
+            None => self.active_from.is_none() && self.active_until.is_none(),
+        }
+    }
+
+    /// Whether the rule's window opens or closes in `(from, to]` (either order).
+    pub fn has_boundary_between(&self, from: Option<Timestamp>, to: Timestamp) -> bool {
+        let Some(from) = from else {
+            return self.active_from.is_some() || self.active_until.is_some();
+        };
+        let (lo, hi) = if from <= to { (from, to) } else { (to, from) };
+        [self.active_from, self.active_until]
+            .into_iter()
+            .flatten()
+            .any(|b| lo < b && b <= hi)
+    }
 }
 
 /// A feature flag.
@@ -192,6 +223,14 @@ fn check_flag(f: &Flag) -> Result<(), ValidationError> {
                 format!("{} is not a {} value", r.value, f.flag_type.as_str()),
             ));
         }
+        if let (Some(from), Some(until)) = (r.active_from, r.active_until)
+            && until <= from
+        {
+            return Err(ValidationError::field(
+                format!("rules[{i}].activeUntil"),
+                format!("{until} is not after activeFrom {from}"),
+            ));
+        }
         if let Some(p) = r.percentage {
             if !(p.is_finite() && (0.0..=100.0).contains(&p)) {
                 return Err(ValidationError::field(
@@ -230,6 +269,14 @@ fn environments_meet(flag_env: Option<&str>, experiment_env: Option<&str>) -> bo
 }
 
 impl Flag {
+    /// This flag with only the rules active at `now` (what a snapshot compiles: the window is
+    /// applied at compile time, never while evaluating).
+    pub(crate) fn active_at(&self, now: Option<Timestamp>) -> Flag {
+        let mut f = self.clone();
+        f.rules.retain(|r| r.is_active_at(now));
+        f
+    }
+
     /// Validates a create request into a flag with id `id`, made at `now`.
     ///
     /// # Errors

@@ -4,6 +4,7 @@
 //! Architecture invariant: the model imports only `allocation`, `targeting`, `time` and
 //! `stats::MetricKind`; it knows nothing of storage, versions, snapshots or payload shapes.
 
+pub(crate) mod bandit;
 pub(crate) mod config;
 pub(crate) mod experiment;
 pub(crate) mod flag;

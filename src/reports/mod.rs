@@ -114,6 +114,26 @@ pub struct ComputedResults {
     pub variants: Vec<ComputedVariant>,
 }
 
+/// One arm of a bandit, analysed under its changing weights: see [`Reports::bandit`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BanditArm {
+    /// The variant.
+    pub variant_id: String,
+    /// Its current weight, in basis points.
+    pub weight: u16,
+    /// Units enrolled in it, over every period.
+    pub participants: u64,
+    /// The primary metric's mean over every unit of the arm, pooled (biased when the weights
+    /// moved while the metric drifted: shown for comparison only).
+    pub pooled_mean: Option<f64>,
+    /// The per-period weighted mean of the primary metric (unbiased by the reallocation);
+    /// `null` until every arm has data in some period.
+    pub mean: Option<f64>,
+    /// Its standard error.
+    pub standard_error: Option<f64>,
+}
+
 /// An experiment with its counts, as the get and list payloads carry them (the flow API's
 /// `_count.assignments`, the feed API's per-variant `participants`, the flag API's
 /// `conversions`: those shapes are [`crate::wire`]'s).
@@ -236,6 +256,89 @@ impl<'l> Reports<'l> {
             end_date: e.ended_at(),
             variants,
         })
+    }
+
+    /// A bandit's arms analysed per period (GrowthBook's bandit analysis): each weight version
+    /// is a period; within one every arm saw the same population, so the arms' means are taken
+    /// per period and combined with the same period weights (each period's share of all units)
+    /// for every arm — reallocating traffic does not bias the estimate. A period's data is the
+    /// difference of the cumulative totals recorded when it and the next began (a unit's later
+    /// values count in the period they were recorded in).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::NotFound`]; a validation error unless the experiment is a bandit; a
+    /// storage failure.
+    pub fn bandit(&self, id: &str) -> Result<Vec<BanditArm>> {
+        use crate::stats::bandit::{ArmTotals, Period, period_weighted};
+        let e = self.experiments.get(id)?;
+        let Some(b) = e.bandit() else {
+            return Err(crate::error::ValidationError::field(
+                "type",
+                format!("{} for experiment {id:?}; not a bandit", e.kind()),
+            )
+            .into());
+        };
+        let totals = self.storage.totals(id)?;
+        let k = e.variants().len();
+        let now: Vec<ArmTotals> = (0..k)
+            .map(|i| {
+                let t = totals.variant(i);
+                let m = t.metrics.first().copied().unwrap_or_default();
+                ArmTotals {
+                    count: t.participants,
+                    sum: m.sum,
+                    sum_squares: m.sum_squares,
+                }
+            })
+            .collect();
+        let baseline = |p: &crate::model::bandit::BanditPeriod| -> Vec<ArmTotals> {
+            p.baseline
+                .iter()
+                .map(|a| ArmTotals {
+                    count: a.count,
+                    sum: a.sum,
+                    sum_squares: a.sum_squares,
+                })
+                .collect()
+        };
+        let mut starts: Vec<Vec<ArmTotals>> = b.periods.iter().map(baseline).collect();
+        if starts.is_empty() {
+            starts.push(vec![ArmTotals::default(); k]);
+        }
+        starts.push(now.clone());
+        let periods: Vec<Period> = starts
+            .windows(2)
+            .filter_map(|w| match w {
+                [a, b] => Some(Period {
+                    arms: b.iter().zip(a).map(|(x, y)| x.since(y)).collect(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let kind = e
+            .metrics()
+            .first()
+            .map_or(MetricKind::Proportion, |m| m.kind());
+        let estimates = period_weighted(kind, &periods)?;
+        Ok(e.variants()
+            .iter()
+            .zip(now)
+            .enumerate()
+            .map(|(i, (v, t))| {
+                let est = estimates.get(i).copied().flatten();
+                BanditArm {
+                    variant_id: v.id.to_string(),
+                    weight: v.weight.basis_points(),
+                    participants: t.count,
+                    pooled_mean: (t.count > 0)
+                        .then(|| t.sum / t.count as f64)
+                        .filter(|m| m.is_finite()),
+                    mean: est.map(|x| x.mean),
+                    standard_error: est.map(|x| x.standard_error),
+                }
+            })
+            .collect())
     }
 
     /// The flow API's computed results: sample size, conversions and conversion rate per variant.

@@ -29,6 +29,7 @@
 //! [`sample_size_proportion`], [`sample_size_mean`], [`minimum_detectable_effect_proportion`],
 //! [`minimum_detectable_effect_mean`].
 
+pub mod bandit;
 mod beta;
 mod compare;
 mod cuped;

@@ -83,6 +83,12 @@ pub struct FeedExperiment {
     /// Why it was stopped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
+    /// When `Lab::tick` starts it (scheduled; absent when not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<Timestamp>,
+    /// When `Lab::tick` stops it (scheduled; absent when not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_at: Option<Timestamp>,
     /// When it was created.
     pub created_at: Timestamp,
 }
@@ -126,6 +132,8 @@ impl FeedExperiment {
             ended_at: e.ended_at(),
             winner: e.winner().map(ToString::to_string),
             stop_reason: e.stop_reason().map(str::to_owned),
+            start_at: e.start_at(),
+            stop_at: e.stop_at(),
             created_at: e.created_at(),
         }
     }

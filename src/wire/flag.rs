@@ -150,7 +150,7 @@ pub struct FlagVariant {
 }
 
 /// A flag experiment: `{id, flag_id, name, environment, status, variants, conversions,
-/// created_at}`.
+/// created_at}` (and `start_at` / `stop_at` when scheduled).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FlagExperiment {
     /// Its id.
@@ -170,6 +170,12 @@ pub struct FlagExperiment {
     /// The winner it was stopped with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub winner: Option<String>,
+    /// When `Lab::tick` starts it (scheduled; absent when not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<Timestamp>,
+    /// When `Lab::tick` stops it (scheduled; absent when not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_at: Option<Timestamp>,
     /// When it was created.
     pub created_at: Timestamp,
 }
@@ -194,6 +200,8 @@ impl From<&ExperimentWithCounts> for FlagExperiment {
                 .collect(),
             conversions: c.conversions,
             winner: e.winner().map(ToString::to_string),
+            start_at: e.start_at(),
+            stop_at: e.stop_at(),
             created_at: e.created_at(),
         }
     }

@@ -130,6 +130,12 @@ pub struct FlowExperiment {
     /// Why it was stopped (detailed form, once stopped).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
+    /// When `Lab::tick` starts it (scheduled; absent when not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<Timestamp>,
+    /// When `Lab::tick` stops it (scheduled; absent when not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_at: Option<Timestamp>,
 }
 
 fn variant(v: &Variant, participants: Option<u64>, detailed: bool) -> FlowVariant {
@@ -162,6 +168,8 @@ impl FlowExperiment {
             audience_id: e.audience_id().map(ToString::to_string),
             start_date: e.started_at(),
             end_date: e.ended_at(),
+            start_at: e.start_at(),
+            stop_at: e.stop_at(),
             created_at: e.created_at(),
             updated_at: e.updated_at(),
             variants: e
