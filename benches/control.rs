@@ -5,6 +5,9 @@
 //!   the timing, so N stays fixed).
 //! * `control/setup/1000_flags_with_experiments`: from an empty lab, 1 000 flags, each with an
 //!   experiment attached and started (3 000 writes).
+//! * `control/tick/10000_nothing_due`: `Lab::tick(now)` over 10 000 experiments (drafts
+//!   scheduled to start later, running ones scheduled to stop later, running bandits whose next
+//!   update is later, plain drafts) when nothing is due (issue 18: target ≤ 10 ms).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -87,5 +90,42 @@ fn setup(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, create_flag, setup);
+// Bench setup from constant, valid input: a failure here is a bug in this file.
+#[allow(clippy::expect_used)]
+fn tick(c: &mut Criterion) {
+    let mut group = c.benchmark_group("control");
+    group.sample_size(20);
+    let lab = Lab::new();
+    let t0 = abkit::Clock::now(&**lab.clock());
+    let later = t0.add_millis(2 * 86_400_000);
+    for i in 0..10_000_usize {
+        let mut body = json!({
+            "name": format!("exp {i}"),
+            "variants": [{"id": "a"}, {"id": "b"}]
+        });
+        match i % 4 {
+            0 => body["startAt"] = json!(later.to_string()),
+            1 => body["stopAt"] = json!(later.to_string()),
+            2 => body["type"] = json!("bandit"),
+            _ => {}
+        }
+        let new: NewExperiment = serde_json::from_value(body).expect("experiment");
+        let e = lab.experiments().create(new).expect("created");
+        if i % 4 == 1 || i % 4 == 2 {
+            lab.experiments().start(e.id().as_str()).expect("started");
+        }
+    }
+    // An hour on: nothing is due (bandits update daily, schedules are two days out).
+    let now = t0.add_millis(3_600_000);
+    group.bench_function("tick/10000_nothing_due", |b| {
+        b.iter(|| {
+            let r = lab.tick(black_box(now)).expect("tick");
+            assert!(r.is_empty());
+            r
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, create_flag, setup, tick);
 criterion_main!(benches);

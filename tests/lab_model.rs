@@ -30,6 +30,10 @@ enum Op {
         limit: u32,
         status: Option<usize>,
     },
+    /// Schedule experiment `i`: start and stop at these hours.
+    Schedule(usize, Option<i64>, Option<i64>),
+    /// Tick at this hour (never before the last tick), from the first or the second instance.
+    Tick(i64, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -49,6 +53,13 @@ fn op() -> impl Strategy<Value = Op> {
                 status,
             }
         }),
+        (
+            0usize..8,
+            proptest::option::of(0i64..12),
+            proptest::option::of(0i64..12)
+        )
+            .prop_map(|(i, a, b)| Op::Schedule(i, a, b)),
+        (0i64..12, any::<bool>()).prop_map(|(h, second)| Op::Tick(h, second)),
     ]
 }
 
@@ -56,7 +67,13 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Default, Debug)]
 struct Model {
     exps: Vec<(String, Status, String, u16)>,
+    /// Experiment id → (startAt, stopAt) in hours.
+    schedule: std::collections::BTreeMap<String, (Option<i64>, Option<i64>)>,
+    /// The latest tick's hour.
+    now: i64,
 }
+
+const HOUR: i64 = 3_600_000;
 
 fn allowed(status: Status, op: &str) -> Option<Status> {
     use Status::*;
@@ -108,9 +125,18 @@ fn check(lab: &Lab, model: &Model) {
 }
 
 fn run(ops: Vec<Op>) {
+    let store: Arc<dyn abkit::storage::Storage> = Arc::new(abkit::storage::MemoryStorage::new());
     let lab = Lab::builder()
+        .storage(Arc::clone(&store))
         .clock(Arc::new(ManualClock::new(Timestamp::from_unix_millis(0))))
         .id_generator(Arc::new(SequentialIdGenerator::default()))
+        .build()
+        .unwrap();
+    // A second instance on the same store; it ticks too (refreshing first, as a watcher keeps
+    // it current), so every scheduled transition must still happen exactly once.
+    let second = Lab::builder()
+        .storage(store)
+        .clock(Arc::new(ManualClock::new(Timestamp::from_unix_millis(0))))
         .build()
         .unwrap();
     let mut model = Model::default();
@@ -175,6 +201,73 @@ fn run(ops: Vec<Op>) {
                     Err(e) => panic!("{e}"),
                 }
             }
+            Op::Tick(h, on_second) => {
+                let h = h.max(model.now);
+                model.now = h;
+                let r = if on_second {
+                    second.refresh().unwrap();
+                    second.tick(Timestamp::from_unix_millis(h * HOUR)).unwrap()
+                } else {
+                    lab.tick(Timestamp::from_unix_millis(h * HOUR)).unwrap()
+                };
+                assert!(r.failed.is_empty(), "{r:?}");
+                let (mut started, mut stopped) = (Vec::new(), Vec::new());
+                for e in &mut model.exps {
+                    let (start, stop) = model.schedule.get(&e.0).copied().unwrap_or_default();
+                    if e.1 == Status::Draft && start.is_some_and(|s| s <= h) {
+                        e.1 = Status::Running;
+                        started.push(e.0.clone());
+                    }
+                    if e.1 == Status::Running && stop.is_some_and(|s| s <= h) {
+                        e.1 = Status::Stopped;
+                        stopped.push(e.0.clone());
+                    }
+                }
+                let mut got = (r.started.clone(), r.stopped.clone());
+                got.0.sort();
+                got.1.sort();
+                started.sort();
+                stopped.sort();
+                assert_eq!(got, (started, stopped), "tick at hour {h}: {r:?}");
+            }
+            Op::Schedule(i, start, stop) => {
+                let id = pick(i, &model);
+                let pos = model.exps.iter().position(|e| e.0 == id);
+                let r = lab.experiments().update_latest(
+                    &id,
+                    ExperimentPatch {
+                        start_at: start.map(|h| Timestamp::from_unix_millis(h * HOUR)),
+                        stop_at: stop.map(|h| Timestamp::from_unix_millis(h * HOUR)),
+                        ..Default::default()
+                    },
+                );
+                let Some(pos) = pos else {
+                    assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
+                    continue;
+                };
+                let old = model.schedule.get(&id).copied().unwrap_or_default();
+                let merged = (start.or(old.0), stop.or(old.1));
+                let valid = !matches!(merged, (Some(a), Some(b)) if b <= a);
+                match (model.exps[pos].1, r) {
+                    (Status::Draft, Ok(e)) => {
+                        assert!(valid, "{merged:?}");
+                        assert_eq!(
+                            (e.start_at(), e.stop_at()),
+                            (
+                                merged.0.map(|h| Timestamp::from_unix_millis(h * HOUR)),
+                                merged.1.map(|h| Timestamp::from_unix_millis(h * HOUR))
+                            )
+                        );
+                        model.schedule.insert(id, merged);
+                    }
+                    (Status::Draft, Err(Error::Validation(_))) => assert!(!valid),
+                    (s, Err(Error::Lifecycle { status, .. })) => {
+                        assert_ne!(s, Status::Draft);
+                        assert_eq!(s, status);
+                    }
+                    (s, r) => panic!("schedule in {s}: {r:?}"),
+                }
+            }
             other => {
                 let (i, name) = match &other {
                     Op::Update(i, _) => (*i, "update"),
@@ -184,7 +277,9 @@ fn run(ops: Vec<Op>) {
                     Op::Complete(i) => (*i, "complete"),
                     Op::Archive(i) => (*i, "archive"),
                     Op::Delete(i) => (*i, "delete"),
-                    Op::Create { .. } | Op::List { .. } => unreachable!(),
+                    Op::Create { .. } | Op::List { .. } | Op::Tick(..) | Op::Schedule(..) => {
+                        unreachable!()
+                    }
                 };
                 let id = pick(i, &model);
                 let pos = model.exps.iter().position(|e| e.0 == id);
@@ -244,7 +339,8 @@ fn run(ops: Vec<Op>) {
                     (Some(n), Ok(())) => {
                         assert!(input_ok, "{other:?}");
                         if name == "delete" {
-                            model.exps.remove(pos);
+                            let gone = model.exps.remove(pos);
+                            model.schedule.remove(&gone.0);
                             continue;
                         }
                         let e = &mut model.exps[pos];

@@ -128,7 +128,7 @@ pub(crate) fn tick(control: &Control, now: Timestamp) -> Result<TickReport> {
         let mut step = Some(first);
         while let Some(d) = step.take() {
             match apply(control, &id, d, now) {
-                Ok(Some(e)) => {
+                Ok(Some((d, e))) => {
                     match d {
                         Due::Start => report.started.push(id.clone()),
                         Due::Stop => report.stopped.push(id.clone()),
@@ -158,12 +158,22 @@ fn reload(control: &Control, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Applies `d` to `id` if the stored record still calls for it; `None` when it no longer does
-/// (another instance made the transition).
-fn apply(control: &Control, id: &str, d: Due, now: Timestamp) -> Result<Option<Experiment>> {
+/// Applies what the stored record of `id` calls for at `now` (`expected`, or another step when
+/// another instance already made that one: a stale instance still catches up); `None` when
+/// nothing is due any more.
+fn apply(
+    control: &Control,
+    id: &str,
+    expected: Due,
+    now: Timestamp,
+) -> Result<Option<(Due, Experiment)>> {
     let stored: Versioned<Experiment> = control.require(id)?;
-    if due(&stored, now) != Some(d) {
+    let Some(d) = due(&stored, now) else {
         return Ok(None);
+    };
+    if d != expected {
+        // Another instance moved it on: take in its state, then do what is due now.
+        reload(control, id)?;
     }
     let version = Some(stored.version());
     let exps = Experiments::new(control);
@@ -190,7 +200,7 @@ fn apply(control: &Control, id: &str, d: Due, now: Timestamp) -> Result<Option<E
             })?
         }
     };
-    Ok(Some(written.into_inner()))
+    Ok(Some((d, written.into_inner())))
 }
 
 /// The arms' cumulative primary-metric totals and their next weights in basis points.
