@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::control::experiments::Experiments;
 use crate::control::flags::Flags;
-use crate::control::targeting::Targeting;
 use crate::control::schedule::TickReport;
+use crate::control::targeting::Targeting;
 use crate::control::{Control, SyncReport};
 use crate::decision::context::Context;
 use crate::decision::experiment::{CompiledExperiment, Exposure};

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use abkit::storage::Storage;
 use abkit::{
-    Context, ExperimentPatch, ExperimentType, Lab, ManualClock, NewExperiment, NewFlag,
-    NewVariant, Status, Timestamp, TrackEvent,
+    Context, ExperimentPatch, ExperimentType, Lab, ManualClock, NewExperiment, NewFlag, NewVariant,
+    Status, Timestamp, TrackEvent,
 };
 use serde_json::json;
 
@@ -59,9 +59,18 @@ fn tick_starts_and_stops_at_the_scheduled_times() {
     assert_eq!(r.started, vec![id.clone()]);
     let got = lab.experiments().get(&id).unwrap();
     assert_eq!(got.status(), Status::Running);
-    assert_eq!(got.started_at(), Some(at(HOUR)), "stamped with the tick's now");
+    assert_eq!(
+        got.started_at(),
+        Some(at(HOUR)),
+        "stamped with the tick's now"
+    );
     // Served: the snapshot was published by the tick.
-    assert!(lab.assign(&id, &Context::new("u1")).unwrap().variant().is_some());
+    assert!(
+        lab.assign(&id, &Context::new("u1"))
+            .unwrap()
+            .variant()
+            .is_some()
+    );
     // Nothing more until the stop.
     assert!(lab.tick(at(2 * HOUR)).unwrap().is_empty());
     let r = lab.tick(at(3 * HOUR + 5)).unwrap();
@@ -159,7 +168,11 @@ fn flag_rules_are_served_only_inside_their_window_as_ticked() {
     lab.flags().create(new).unwrap();
     let ctx = Context::new("u1");
     let value = |lab: &Lab| lab.string_value("p", "production", "promo", &ctx, "?");
-    assert_eq!(value(&lab), "off", "before the window (as of the lab's load)");
+    assert_eq!(
+        value(&lab),
+        "off",
+        "before the window (as of the lab's load)"
+    );
     // The clock moving does nothing: only a tick applies the window.
     assert_eq!(lab.tick(at(HOUR - 1)).unwrap().flags_recompiled, 0);
     assert_eq!(value(&lab), "off");
@@ -270,7 +283,8 @@ fn two_instances_tick_exactly_once(a: Arc<Lab>, b: Arc<Lab>) {
 #[test]
 fn two_instances_on_one_sqlite_file_tick_exactly_once() {
     let path = temp_db("two");
-    let open = || -> Arc<dyn Storage> { Arc::new(abkit::storage::SqliteStorage::open(&path).unwrap()) };
+    let open =
+        || -> Arc<dyn Storage> { Arc::new(abkit::storage::SqliteStorage::open(&path).unwrap()) };
     let a = Arc::new(lab_on(open()));
     let b = Arc::new(lab_on(open()));
     two_instances_tick_exactly_once(a, b);
@@ -289,7 +303,8 @@ fn two_instances_on_one_memory_store_tick_exactly_once() {
 #[test]
 fn a_stale_instance_loses_and_reports_it() {
     let path = temp_db("stale");
-    let open = || -> Arc<dyn Storage> { Arc::new(abkit::storage::SqliteStorage::open(&path).unwrap()) };
+    let open =
+        || -> Arc<dyn Storage> { Arc::new(abkit::storage::SqliteStorage::open(&path).unwrap()) };
     let a = lab_on(open());
     let id = a
         .experiments()
@@ -345,10 +360,15 @@ fn a_bandit_moves_traffic_to_the_best_arm_and_units_keep_their_arm() {
         let unit = format!("u{u}");
         let ctx = Context::new(&unit);
         let v = lab.expose(&id, &ctx).unwrap().unwrap();
-        let arm = ["a", "b", "c"].iter().position(|k| *k == v.as_str()).unwrap();
+        let arm = ["a", "b", "c"]
+            .iter()
+            .position(|k| *k == v.as_str())
+            .unwrap();
         // Deterministic "random" conversions at the arm's rate.
         if (u * 7919 % 1000) as f64 / 1000.0 < rates[arm] {
-            lab.events().track(&TrackEvent::conversion(&id, &unit)).unwrap();
+            lab.events()
+                .track(&TrackEvent::conversion(&id, &unit))
+                .unwrap();
         }
         arms_of.push((unit, v.to_string()));
     }
@@ -359,22 +379,38 @@ fn a_bandit_moves_traffic_to_the_best_arm_and_units_keep_their_arm() {
     let b = e.bandit().unwrap();
     assert_eq!(b.weight_version, 1);
     assert_eq!(b.periods.len(), 2, "the initial weights and the new ones");
-    let w: Vec<u16> = e.variants().iter().map(|v| v.weight.basis_points()).collect();
+    let w: Vec<u16> = e
+        .variants()
+        .iter()
+        .map(|v| v.weight.basis_points())
+        .collect();
     assert_eq!(w.iter().sum::<u16>(), 10_000);
     assert!(w[2] > 5000, "{w:?}");
     assert!(w.iter().all(|x| *x >= 999), "exploration share kept: {w:?}");
     // Sticky units keep their arm under the new weights.
     let stored = lab.storage();
     for (unit, v) in arms_of.iter().take(200) {
-        let ctx = Context::new(unit).with_sticky_assignments(stored.sticky_assignments(unit).unwrap());
-        assert_eq!(lab.assign(&id, &ctx).unwrap().variant().unwrap().id.as_str(), v);
+        let ctx =
+            Context::new(unit).with_sticky_assignments(stored.sticky_assignments(unit).unwrap());
+        assert_eq!(
+            lab.assign(&id, &ctx)
+                .unwrap()
+                .variant()
+                .unwrap()
+                .id
+                .as_str(),
+            v
+        );
     }
     // Not due again until a period later; the same data and version give the same weights.
     assert!(lab.tick(at(HOUR + 10)).unwrap().reweighted.is_empty());
     assert_eq!(lab.tick(at(2 * HOUR)).unwrap().reweighted, vec![id.clone()]);
     let arms = lab.reports().bandit(&id).unwrap();
     assert_eq!(arms.len(), 3);
-    assert!(arms.iter().all(|a| a.mean.is_some() && a.standard_error.is_some()));
+    assert!(
+        arms.iter()
+            .all(|a| a.mean.is_some() && a.standard_error.is_some())
+    );
     assert!(arms[2].mean.unwrap() > arms[0].mean.unwrap());
 }
 
@@ -395,7 +431,10 @@ fn bandit_settings_are_checked() {
         .experiments()
         .create(mk(0.7, ExperimentType::Bandit))
         .unwrap_err();
-    assert!(err.to_string().contains("bandit.minExplorationShare"), "{err}");
+    assert!(
+        err.to_string().contains("bandit.minExplorationShare"),
+        "{err}"
+    );
     let err = lab
         .experiments()
         .create(mk(0.1, ExperimentType::AbTest))

@@ -9,7 +9,8 @@
 //! Reads (`get`, `list`) go to storage, so they see other processes' writes; [`Control::refresh`]
 //! reloads everything (another process's changes to a shared store).
 //!
-//! Architecture invariant: the control plane imports `model`, `decision`, `storage` and
+//! Architecture invariant: the control plane imports `model`, `decision`, `storage`, `stats`
+//! (the bandit maths of `tick`) and
 //! `error`; nothing else writes configuration records.
 
 pub(crate) mod codec;

@@ -75,8 +75,7 @@ fn due(e: &Experiment, now: Timestamp) -> Option<Due> {
         Status::Running if e.stop_at().is_some_and(|t| t <= now) => Some(Due::Stop),
         Status::Running
             if e.kind() == ExperimentType::Bandit
-                && e
-                    .bandit()
+                && e.bandit()
                     .and_then(|b| b.next_update(e.started_at()))
                     .is_some_and(|t| t <= now) =>
         {
@@ -178,26 +177,41 @@ fn apply(
     let version = Some(stored.version());
     let exps = Experiments::new(control);
     let written = match d {
-        Due::Start => {
-            exps.transition_with(id, version, Operation::Start, true, Some(now), |w, e, at| {
+        Due::Start => exps.transition_with(
+            id,
+            version,
+            Operation::Start,
+            true,
+            Some(now),
+            |w, e, at| {
                 check_startable(w, e)?;
                 e.data_mut().started_at = Some(at);
                 Ok(())
-            })?
-        }
-        Due::Stop => {
-            exps.transition_with(id, version, Operation::Stop, false, Some(now), |_, e, at| {
+            },
+        )?,
+        Due::Stop => exps.transition_with(
+            id,
+            version,
+            Operation::Stop,
+            false,
+            Some(now),
+            |_, e, at| {
                 let d = e.data_mut();
                 d.stop_reason = Some("scheduled stop (stopAt)".to_owned());
                 d.ended_at = Some(at);
                 Ok(())
-            })?
-        }
+            },
+        )?,
         Due::Reweight => {
             let (arms, bps) = new_weights(control, &stored)?;
-            exps.transition_with(id, version, Operation::Ramp, false, Some(now), |_, e, at| {
-                reweigh(e, &arms, &bps, at)
-            })?
+            exps.transition_with(
+                id,
+                version,
+                Operation::Ramp,
+                false,
+                Some(now),
+                |_, e, at| reweigh(e, &arms, &bps, at),
+            )?
         }
     };
     Ok(Some((d, written.into_inner())))

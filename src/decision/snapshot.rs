@@ -252,8 +252,11 @@ impl Snapshot {
         }
         for f in config.flags.values() {
             let running = by_flag.remove(f.id.as_str()).unwrap_or_default();
-            s.flags
-                .put(CompiledFlag::new(f.active_at(config.as_of), &config.groups, running));
+            s.flags.put(CompiledFlag::new(
+                f.active_at(config.as_of),
+                &config.groups,
+                running,
+            ));
         }
         Ok(s)
     }
@@ -333,8 +336,11 @@ impl Snapshot {
                         .filter(|e| e.status() == Status::Running)
                         .filter_map(|e| next.experiment(e.id().as_str()).cloned())
                         .collect();
-                    next.flags
-                        .put(CompiledFlag::new(f.active_at(config.as_of), &config.groups, running));
+                    next.flags.put(CompiledFlag::new(
+                        f.active_at(config.as_of),
+                        &config.groups,
+                        running,
+                    ));
                 }
                 None => next.flags.remove(&id),
             }

@@ -110,10 +110,7 @@ impl Bandit {
         if self.periods.len() > MAX_BANDIT_PERIODS {
             return Err(ValidationError::field(
                 "bandit.periods",
-                format!(
-                    "{} kept, at most {MAX_BANDIT_PERIODS}",
-                    self.periods.len()
-                ),
+                format!("{} kept, at most {MAX_BANDIT_PERIODS}", self.periods.len()),
             ));
         }
         for (i, p) in self.periods.iter().enumerate() {

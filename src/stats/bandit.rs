@@ -161,7 +161,10 @@ pub fn thompson_weights(
 ) -> Result<Vec<f64>, StatsError> {
     let k = arms.len();
     if k < 2 {
-        return Err(invalid("arms", format!("{k} given, a bandit needs at least 2")));
+        return Err(invalid(
+            "arms",
+            format!("{k} given, a bandit needs at least 2"),
+        ));
     }
     if !(min_share.is_finite() && (0.0..=1.0 / k as f64 + 1e-12).contains(&min_share)) {
         return Err(invalid(
@@ -172,7 +175,10 @@ pub fn thompson_weights(
     let mut posterior = Vec::with_capacity(k);
     for (i, a) in arms.iter().enumerate() {
         if !(a.sum.is_finite() && a.sum_squares.is_finite()) {
-            return Err(invalid(format!("arms[{i}]"), "totals are not finite".into()));
+            return Err(invalid(
+                format!("arms[{i}]"),
+                "totals are not finite".into(),
+            ));
         }
         posterior.push(match kind {
             MetricKind::Proportion => {
@@ -302,10 +308,12 @@ pub fn period_weighted(
             var += share * share * v / n;
         }
         let se = var.sqrt();
-        out.push((mean.is_finite() && se.is_finite()).then_some(PeriodEstimate {
-            mean,
-            standard_error: se,
-        }));
+        out.push(
+            (mean.is_finite() && se.is_finite()).then_some(PeriodEstimate {
+                mean,
+                standard_error: se,
+            }),
+        );
     }
     Ok(out)
 }
