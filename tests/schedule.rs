@@ -3,8 +3,10 @@
 //! transition exactly once across instances sharing a store, and moves a bandit's weights.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+#[cfg(feature = "sqlite")]
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+#[cfg(feature = "sqlite")]
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use abkit::storage::Storage;
@@ -197,6 +199,7 @@ fn flag_rules_are_served_only_inside_their_window_as_ticked() {
 
 // ----- two instances on one store -----
 
+#[cfg(feature = "sqlite")]
 fn temp_db(name: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
@@ -208,6 +211,7 @@ fn temp_db(name: &str) -> PathBuf {
     p
 }
 
+#[cfg(feature = "sqlite")]
 fn remove_db(p: &Path) {
     for suffix in ["", "-wal", "-shm", ".marker"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));

@@ -24,7 +24,7 @@ use crate::model::lifecycle::{Operation, Status};
 use crate::model::metric::MetricKind;
 use crate::model::validation::ValidationError;
 use crate::stats::bandit::{ArmTotals, bandit_seed, thompson_weights};
-use crate::storage::RecordKind;
+use crate::storage::{ExperimentTotals, RecordKind};
 use crate::time::Timestamp;
 
 /// What one [`crate::Lab::tick`] did.
@@ -217,10 +217,10 @@ fn apply(
     Ok(Some((d, written.into_inner())))
 }
 
-/// The arms' cumulative primary-metric totals and their next weights in basis points.
-fn new_weights(control: &Control, e: &Experiment) -> Result<(Vec<ArmTotals>, Vec<u16>)> {
-    let totals = control.storage.totals(e.id().as_str())?;
-    let arms: Vec<ArmTotals> = (0..e.variants().len())
+/// Each of the first `arms` variants' cumulative totals on the primary (first) metric: what a
+/// bandit's weights and its per-period analysis are computed from.
+pub(crate) fn arm_totals(totals: &ExperimentTotals, arms: usize) -> Vec<ArmTotals> {
+    (0..arms)
         .map(|i| {
             let t = totals.variant(i);
             let m = t.metrics.first().copied().unwrap_or_default();
@@ -230,7 +230,13 @@ fn new_weights(control: &Control, e: &Experiment) -> Result<(Vec<ArmTotals>, Vec
                 sum_squares: m.sum_squares,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The arms' cumulative primary-metric totals and their next weights in basis points.
+fn new_weights(control: &Control, e: &Experiment) -> Result<(Vec<ArmTotals>, Vec<u16>)> {
+    let totals = control.storage.totals(e.id().as_str())?;
+    let arms = arm_totals(&totals, e.variants().len());
     let kind = e
         .metrics()
         .first()

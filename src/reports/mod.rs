@@ -281,17 +281,7 @@ impl<'l> Reports<'l> {
         };
         let totals = self.storage.totals(id)?;
         let k = e.variants().len();
-        let now: Vec<ArmTotals> = (0..k)
-            .map(|i| {
-                let t = totals.variant(i);
-                let m = t.metrics.first().copied().unwrap_or_default();
-                ArmTotals {
-                    count: t.participants,
-                    sum: m.sum,
-                    sum_squares: m.sum_squares,
-                }
-            })
-            .collect();
+        let now = crate::control::schedule::arm_totals(&totals, k);
         let baseline = |p: &crate::model::bandit::BanditPeriod| -> Vec<ArmTotals> {
             p.baseline
                 .iter()
